@@ -1,0 +1,271 @@
+"""The command line. The only module that prints and exits."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from harness.errors import HarnessError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class RichTask:
+    def __init__(self, progress: Progress, task_id: int) -> None:
+        self.progress, self.task_id = progress, task_id
+
+    def advance(self, n: int = 1) -> None:
+        self.progress.advance(self.task_id, n)
+
+    def update(self, completed: int, total: int | None = None) -> None:
+        self.progress.update(self.task_id, completed=completed, total=total)
+
+    def finish(self) -> None:
+        task = self.progress.tasks[self.task_id]
+        self.progress.update(self.task_id, completed=task.total or task.completed)
+
+
+class RichProgress:
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+
+    def start(self, description: str, total: int) -> RichTask:
+        return RichTask(self.progress, self.progress.add_task(description, total=total))
+
+    def note(self, message: str) -> None:
+        self.progress.console.print(f"[dim]{message}[/dim]")
+
+
+def _fail(exc: HarnessError) -> None:
+    err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+    sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="cxr-harness")
+def main() -> None:
+    """cxr-harness: compare fine-tuning recipes for Qwen2.5-VL on chest X-rays, fairly."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def _split_csv(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(v.strip() for item in values for v in item.split(",") if v.strip())
+
+
+@main.command()
+@click.option(
+    "--trainer",
+    "trainers",
+    multiple=True,
+    default=("rslora",),
+    show_default=True,
+    help="Trainer plugin; repeat (or comma-separate) for a cross product.",
+)
+@click.option(
+    "--augmenter",
+    "augmenters",
+    multiple=True,
+    default=("none",),
+    show_default=True,
+    help="Augmenter plugin (train split only); repeatable.",
+)
+@click.option(
+    "--synthesizer",
+    "synthesizers",
+    multiple=True,
+    default=("template",),
+    show_default=True,
+    help="Synthesizer plugin for training report text; repeatable.",
+)
+@click.option(
+    "--seed",
+    "seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of every random choice in training (the benchmark itself is frozen).",
+)
+@click.option(
+    "--seeds", default=None, help="Several training seeds, e.g. 1,2,3 (overrides --seed)."
+)
+@click.option(
+    "-o",
+    "--option",
+    "options",
+    multiple=True,
+    metavar="KIND.KEY=VALUE",
+    help="Component option, e.g. -o trainer.r=32 -o augmenter.max_deg=5.",
+)
+@click.option(
+    "--model",
+    default="tiny",
+    show_default=True,
+    help="'tiny' (embedded test model), a local checkpoint dir, or a hub id.",
+)
+@click.option("--revision", default=None, help="Hub revision for --model.")
+@click.option("--min-pixels", type=int, default=None, help="Image processor min_pixels.")
+@click.option("--max-pixels", type=int, default=None, help="Image processor max_pixels.")
+@click.option("--benchmark", default="phantom8", show_default=True, help="Benchmark name.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Output folder (default: a new folder under reports/).",
+)
+@click.option(
+    "--eval-batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Generation batch size (default: the model preset's).",
+)
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=None)
+@click.option(
+    "--aug-copies",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Augmented copies added per training image (augmenter other than none).",
+)
+@click.option("--no-base", is_flag=True, help="Skip the base-model reference row.")
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="CPU threads for torch (default 1 on <=2 cores: oversubscription is slow).",
+)
+def bench(
+    trainers,
+    augmenters,
+    synthesizers,
+    seed,
+    seeds,
+    options,
+    model,
+    revision,
+    min_pixels,
+    max_pixels,
+    benchmark,
+    out,
+    eval_batch_size,
+    max_new_tokens,
+    aug_copies,
+    no_base,
+    threads,
+) -> None:
+    """Run the base and fine-tuned models on a fixed held-out benchmark and rank them."""
+    from harness.modeling import ModelSpec
+    from harness.plugins import make_registry
+    from harness.runner import run_bench, validate
+    from harness.spec import BenchSpec, parse_option_args
+
+    try:
+        seed_list = tuple(int(s) for s in _split_csv((seeds,))) if seeds else (seed,)
+    except ValueError:
+        err_console.print(f"[bold red]error:[/bold red] --seeds {seeds!r}: expected e.g. 1,2,3")
+        sys.exit(2)
+    try:
+        _set_threads(threads)
+        spec = BenchSpec(
+            trainers=_split_csv(trainers),
+            augmenters=_split_csv(augmenters),
+            synthesizers=_split_csv(synthesizers),
+            seeds=seed_list,
+            options=parse_option_args(list(options)),
+            model=ModelSpec(
+                model=model, revision=revision, min_pixels=min_pixels, max_pixels=max_pixels
+            ),
+            benchmark=benchmark,
+            out=out,
+            eval_batch_size=eval_batch_size,
+            max_new_tokens=max_new_tokens,
+            aug_copies=aug_copies,
+            include_base=not no_base,
+        )
+        registry = make_registry()
+        validate(spec, registry)
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=console, transient=False) as progress:
+            result = run_bench(spec, registry, RichProgress(progress))
+    except HarnessError as exc:
+        _fail(exc)
+    console.print(leaderboard_table(result))
+    console.print(
+        f"Reports written to [bold]{result.out}[/bold]: leaderboard.md, results.json, "
+        "predictions.jsonl"
+    )
+
+
+def _set_threads(threads: int | None) -> None:
+    import torch
+
+    n = threads or (1 if (os.cpu_count() or 1) <= 2 else min(8, (os.cpu_count() or 2) // 2))
+    torch.set_num_threads(n)
+
+
+def leaderboard_table(result) -> Table:
+    from harness.reports import COLUMNS, fmt_params, leaderboard_rows
+
+    bench = result.provenance["benchmark"]
+    table = Table(
+        title=f"{bench['name']} · fingerprint {bench['fingerprint']} · "
+        f"{bench['sizes']['test']} test images"
+    )
+    table.add_column("Configuration")
+    for _, title in COLUMNS:
+        table.add_column(title, justify="right")
+    table.add_column("Trainable", justify="right")
+    table.add_column("Train s", justify="right")
+    for row in leaderboard_rows(result):
+        table.add_row(
+            row["config"],
+            *(f"{row[k]:.3f}" for k, _ in COLUMNS),
+            fmt_params(row["trainable_params"]),
+            f"{row['train_seconds']:.1f}",
+        )
+    maj = result.baselines.get("majority")
+    if maj:
+        table.add_row(
+            "[dim]majority-class baseline[/dim]",
+            f"{maj['macro_f1']:.3f}",
+            f"{maj['accuracy']:.3f}",
+            "–",
+            "0.000",
+            "–",
+            "–",
+        )
+    return table
+
+
+@main.command("plugins")
+def plugins_cmd() -> None:
+    """List every registered plugin component with its kind, distribution and version."""
+    from harness.plugins import make_registry
+
+    try:
+        registry = make_registry()
+    except HarnessError as exc:
+        _fail(exc)
+    table = Table(title="cxr-harness plugins")
+    for col in ("Kind", "Name", "Distribution", "Version"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("Description", overflow="ellipsis")
+    for e in registry.all():
+        summary = (e.cls.description or "").split(". ")[0].rstrip(".")
+        table.add_row(e.kind, e.name, e.distribution, e.version, summary)
+    console.print(table)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

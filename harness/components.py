@@ -1,0 +1,83 @@
+"""Base classes for the three plugin kinds and their strict options models."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from harness.data import Sample
+    from harness.modeling import ModelSpec
+
+
+class Options(BaseModel):
+    """Strict options: unknown keys are errors, values are validated and then frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Component:
+    """Common shape of every plugin component: a unique name, a description and Options."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    Options: ClassVar[type[Options]] = Options
+
+    def __init__(self, options: Options | None = None) -> None:
+        self.options = options if options is not None else self.Options()
+
+
+class Augmenter(Component):
+    """Image augmentation for the train split only. Pure and seeded; never flips."""
+
+    def augment(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
+        """Return an augmented copy of ``image`` with the same size and mode."""
+        raise NotImplementedError
+
+
+class Synthesizer(Component):
+    """Writes report texts for one class (used as training targets)."""
+
+    def synthesize(self, label: str, n: int, rng: np.random.Generator) -> list[str]:
+        """Return ``n`` report texts describing class ``label``."""
+        raise NotImplementedError
+
+
+@dataclass
+class TrainResult:
+    """What a trainer hands back to the runner."""
+
+    model: Any  # a ready-to-evaluate model (base, or base + adapter)
+    processor: Any
+    adapter_dir: Path | None = None
+    trainable_params: int = 0
+    total_params: int = 0
+    train_seconds: float = 0.0
+    steps: int = 0
+    resolved: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Trainer(Component):
+    """Turns a base model spec and a training set into an evaluable model."""
+
+    def train(
+        self,
+        model_spec: ModelSpec,
+        train_set: list[Sample],
+        val_set: list[Sample],
+        workdir: Path,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> TrainResult:
+        """Train (or not) and return an evaluable model.
+
+        ``train_set`` samples carry the training prompt in ``Sample.prompt`` and the target
+        report text in ``Sample.report``; ``progress(step, total)`` may be called after each step.
+        """
+        raise NotImplementedError

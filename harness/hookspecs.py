@@ -1,0 +1,46 @@
+"""The complete hook surface of cxr-harness.
+
+Plugins (built-in or third-party) implement these with ``@hookimpl`` and are discovered through
+the ``cxr_harness`` entry-point group. Every hook is called once per plugin manager, when
+``harness.plugins.make_registry()`` builds the registry; none is ``firstresult``.
+"""
+
+from collections.abc import Callable
+
+import pluggy
+
+PROJECT = "cxr_harness"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def register_augmenters(register: Callable[[type], None]) -> None:
+    """Register augmenter classes by calling ``register(AugmenterClass)`` once for each.
+
+    Called once when the registry is built. An augmenter subclasses
+    ``harness.components.Augmenter``: it has a unique ``name``, a strict ``Options`` model and
+    ``augment(image, rng) -> image`` (pure, seeded, same size and mode, never flips). Augmenters
+    are applied to the train split only. Returns nothing.
+    """
+
+
+@hookspec
+def register_synthesizers(register: Callable[[type], None]) -> None:
+    """Register synthesizer classes by calling ``register(SynthesizerClass)`` once for each.
+
+    Called once when the registry is built. A synthesizer subclasses
+    ``harness.components.Synthesizer``: a unique ``name``, a strict ``Options`` model and
+    ``synthesize(label, n, rng) -> list[str]`` producing report texts for one class. Returns
+    nothing.
+    """
+
+
+@hookspec
+def register_trainers(register: Callable[[type], None]) -> None:
+    """Register trainer classes by calling ``register(TrainerClass)`` once for each.
+
+    Called once when the registry is built. A trainer subclasses ``harness.components.Trainer``:
+    a unique ``name``, a strict ``Options`` model and
+    ``train(model_spec, train_set, val_set, workdir) -> TrainResult``. Returns nothing.
+    """

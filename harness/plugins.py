@@ -1,0 +1,86 @@
+"""The plugin-manager factory. Built-ins load through the same entry points as third parties."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as md
+import os
+import sys
+
+import pluggy
+
+from harness import hookspecs
+from harness.errors import PluginError
+from harness.registry import Registry
+
+ENTRY_POINT_GROUP = "cxr_harness"
+TRACE_ENV = "CXR_HARNESS_TRACE_HOOKS"
+
+# Built-in plugin modules, keyed by the entry-point names pyproject.toml declares for them.
+# Registering them here under those names keeps the harness working from an uninstalled source
+# tree; pluggy then skips the identical entry points.
+DEFAULT_PLUGINS: dict[str, str] = {
+    "augmenters_basic": "cxr_harness_plugins.augmenters.basic",
+    "synthesizers_template": "cxr_harness_plugins.synthesizers.template",
+    "synthesizers_prompts": "cxr_harness_plugins.synthesizers.prompts",
+    "trainers_base": "cxr_harness_plugins.trainers.base",
+    "trainers_peft": "cxr_harness_plugins.trainers.peft_trainers",
+}
+
+
+def make_plugin_manager(
+    load_entry_points: bool = True, trace: bool | None = None
+) -> pluggy.PluginManager:
+    """Build a fresh plugin manager: hookspecs, built-ins, then the ``cxr_harness`` entry points.
+
+    Tracing of every hook call goes to stderr when ``trace`` is true or, if ``trace`` is None,
+    when the environment variable ``CXR_HARNESS_TRACE_HOOKS`` is set (read here, at the edge).
+    """
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    for ep_name, modname in DEFAULT_PLUGINS.items():
+        try:
+            module = importlib.import_module(modname)
+        except ImportError as exc:
+            raise PluginError(f"Built-in plugin {modname!r} failed to import: {exc}") from exc
+        pm.register(module, name=ep_name)
+    if load_entry_points:
+        try:
+            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        except Exception as exc:  # a broken third-party plugin must be named, not crash
+            raise PluginError(f"A {ENTRY_POINT_GROUP!r} entry point failed to load: {exc}") from exc
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(str(exc)) from exc
+    if trace if trace is not None else os.environ.get(TRACE_ENV):
+        pm.trace.root.setwriter(sys.stderr.write)
+        pm.enable_tracing()
+    return pm
+
+
+def _distribution_of(module_name: str) -> tuple[str, str]:
+    top = module_name.split(".")[0]
+    dists = md.packages_distributions().get(top, [])
+    if dists:
+        return dists[0], md.version(dists[0])
+    if top in ("harness", "cxr_harness_plugins"):
+        from harness import __version__
+
+        return "cxr-harness", __version__
+    return "(not installed)", ""
+
+
+def make_registry(pm: pluggy.PluginManager | None = None) -> Registry:
+    """Call every ``register_*`` hook once and collect the components into a Registry."""
+    pm = pm or make_plugin_manager()
+    registry = Registry()
+    for kind in ("augmenter", "synthesizer", "trainer"):
+
+        def register(cls: type, _kind: str = kind) -> None:
+            module = getattr(cls, "__module__", "?")
+            dist, version = _distribution_of(module)
+            registry.add(_kind, cls, module, dist, version)
+
+        getattr(pm.hook, f"register_{kind}s")(register=register)
+    return registry

@@ -1,0 +1,205 @@
+"""Runs a bench: freeze the benchmark, then train + evaluate each configuration independently."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from harness.benchmark import Benchmark, load_benchmark
+from harness.evaluation import GenerationConfig, evaluate
+from harness.metrics import majority_baseline
+from harness.modeling import ModelSpec, resolve_model_path
+from harness.prompts import eval_prompt, text_hash
+from harness.provenance import chat_template_of, git_commit, hardware, package_versions
+from harness.registry import Registry
+from harness.reports import write_outputs
+from harness.spec import BenchSpec, Configuration
+from harness.trainset import attach_texts, augment
+
+
+class Task(Protocol):
+    def advance(self, n: int = 1) -> None: ...
+    def update(self, completed: int, total: int | None = None) -> None: ...
+    def finish(self) -> None: ...
+
+
+class ProgressSink(Protocol):
+    """Where the runner reports progress; the CLI renders it with Rich."""
+
+    def start(self, description: str, total: int) -> Task: ...
+    def note(self, message: str) -> None: ...
+
+
+class _NullTask:
+    def advance(self, n: int = 1) -> None:
+        pass
+
+    def update(self, completed: int, total: int | None = None) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+class NullProgress:
+    def start(self, description: str, total: int) -> Task:
+        return _NullTask()
+
+    def note(self, message: str) -> None:
+        pass
+
+
+@dataclass
+class BenchResult:
+    out: Path
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    baselines: dict[str, Any] = field(default_factory=dict)
+
+
+def default_out_dir(root: Path = Path("reports")) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"bench-{stamp}-", dir=root))
+
+
+def _resolve_components(spec: BenchSpec, registry: Registry, config: Configuration) -> dict:
+    """Instantiate the configuration's components; preset defaults < explicit -o options."""
+    trainer_entry = registry.get("trainer", config.trainer)
+    fields = trainer_entry.cls.Options.model_fields
+    trainer_opts = {
+        k: v for k, v in spec.model.preset.trainer_defaults.items() if k in fields and v is not None
+    }
+    if "seed" in fields:
+        trainer_opts["seed"] = config.seed
+    trainer_opts.update(spec.options.get("trainer", {}))
+    comps = {"trainer": registry.create("trainer", config.trainer, trainer_opts)}
+    if config.trainer != "base":
+        comps["augmenter"] = registry.create(
+            "augmenter", config.augmenter, spec.options.get("augmenter", {})
+        )
+        comps["synthesizer"] = registry.create(
+            "synthesizer", config.synthesizer, spec.options.get("synthesizer", {})
+        )
+    return comps
+
+
+def validate(spec: BenchSpec, registry: Registry) -> None:
+    """Fail before any work: unknown names, bad options, or a missing model path."""
+    for config in spec.configurations():
+        _resolve_components(spec, registry, config)
+    if spec.model.model != "tiny":
+        resolve_model_path(spec.model)
+
+
+def run_bench(
+    spec: BenchSpec, registry: Registry, progress: ProgressSink | None = None
+) -> BenchResult:
+    progress = progress or NullProgress()
+    validate(spec, registry)
+    out = spec.out or default_out_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    bench = load_benchmark(spec.benchmark)
+    progress.note(
+        f"benchmark {bench.name} fingerprint {bench.fingerprint} "
+        f"(train {len(bench.train)}, test {len(bench.test)}) in {time.perf_counter() - t0:.1f}s"
+    )
+    prompt = eval_prompt(bench.classes)
+    preset = spec.model.preset
+    gen = GenerationConfig(
+        max_new_tokens=spec.max_new_tokens or preset.max_new_tokens,
+        batch_size=spec.eval_batch_size or preset.eval_batch_size,
+    )
+    result = BenchResult(out=out)
+    result.provenance = {
+        "benchmark": bench.summary(),
+        "caveats": bench.caveats,
+        "model": spec.model.resolved(),
+        "prompt": prompt,
+        "prompt_hash": text_hash(prompt),
+        "generation": gen.as_dict(),
+        "packages": package_versions(),
+        "git_commit": git_commit(),
+        "hardware": hardware(),
+        "seeds": list(spec.seeds),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    result.baselines = {
+        "majority": majority_baseline(
+            [s.label for s in bench.train], [s.label for s in bench.test], bench.classes
+        )
+    }
+    for config in spec.configurations():
+        row = run_configuration(spec, registry, bench, config, prompt, gen, out, progress)
+        result.rows.append(row)
+        write_outputs(result)  # after every configuration, atomically
+    return result
+
+
+def run_configuration(
+    spec: BenchSpec,
+    registry: Registry,
+    bench: Benchmark,
+    config: Configuration,
+    prompt: str,
+    gen: GenerationConfig,
+    out: Path,
+    progress: ProgressSink,
+) -> dict[str, Any]:
+    comps = _resolve_components(spec, registry, config)
+    trainer = comps["trainer"]
+    train_set = []
+    if config.trainer != "base":
+        task = progress.start(f"[{config.id}] build train set", 2)
+        train_set = attach_texts(bench.train, comps["synthesizer"], config.seed, prompt)
+        task.advance()
+        train_set = augment(train_set, comps["augmenter"], spec.aug_copies, config.seed)
+        task.advance()
+        task.finish()
+    train_task = progress.start(f"[{config.id}] train", 1)
+    workdir = out / "runs" / config.id.replace("@", "_").replace("+", "_")
+    workdir.mkdir(parents=True, exist_ok=True)
+    trained = trainer.train(
+        spec.model,
+        train_set,
+        bench.val,
+        workdir,
+        progress=lambda step, total: train_task.update(step, total),
+    )
+    train_task.finish()
+    eval_task = progress.start(f"[{config.id}] evaluate", len(bench.test))
+    ev = evaluate(
+        trained.model, trained.processor, bench.test, prompt, bench.classes, gen, eval_task.advance
+    )
+    eval_task.finish()
+    template = chat_template_of(trained.processor)
+    row = {
+        "config_id": config.id,
+        "trainer": config.trainer,
+        "augmenter": config.augmenter if config.trainer != "base" else "none",
+        "synthesizer": config.synthesizer if config.trainer != "base" else "none",
+        "seed": config.seed,
+        "options": {kind: comp.options.model_dump(mode="json") for kind, comp in comps.items()},
+        "resolved": trained.resolved,
+        "metrics": ev.metrics,
+        "n_test": len(bench.test),
+        "n_train": len(train_set),
+        "trainable_params": trained.trainable_params,
+        "total_params": trained.total_params,
+        "train_seconds": round(trained.train_seconds, 2),
+        "eval_seconds": round(ev.seconds, 2),
+        "adapter_dir": str(trained.adapter_dir) if trained.adapter_dir else None,
+        "chat_template_hash": text_hash(template),
+        "history": trained.history,
+        "predictions": ev.predictions,
+    }
+    del trained
+    return row
+
+
+__all__ = ["BenchResult", "ModelSpec", "NullProgress", "ProgressSink", "run_bench"]

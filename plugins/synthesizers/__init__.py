@@ -1,0 +1,1 @@
+"""Built-in synthesizers: template (offline), prompts (instruction variants), gemini."""

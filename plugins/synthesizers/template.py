@@ -1,0 +1,333 @@
+"""The ``template`` synthesizer: offline, seeded radiology reports built from an ontology.
+
+The ontology (``ontology.toml`` next to this module, or a user TOML/JSON file of the same shape)
+holds, per class: a group name, subtypes, synonyms, typical findings, location notes and which
+lateralities / lobes / zones apply, plus shared confidence phrases and report skeletons. A
+report picks a skeleton (finding-first or impression-first), fills its slots ({finding},
+{location}, {confidence}, {synonym}, {synonym2}) and then the nested anatomical placeholders
+({laterality}, {lobe}, {zone}) from one consistent location per report:
+
+* a middle lobe is always right-sided; a bilateral finding names lobes/zones in the plural;
+* {synonym2} is always a synonym distinct from {synonym};
+* sentences are in sentence case, end with exactly one period, with single spaces.
+
+``class_keywords(label)`` (group name + subtypes, lowercase) is what the other synthesizers and
+``harness.synth_audit`` use to detect texts that mention another class. ``oracle_report(label)``
+is one canonical report per class (first choice everywhere), used as the ROUGE-L "template
+oracle" baseline.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from harness import components
+from harness.errors import OptionError, SynthesisError
+from harness.hookspecs import hookimpl
+
+_SLOT_NAMES = ("finding", "location", "confidence", "synonym", "synonym2")
+_PLACE_NAMES = ("laterality", "lobe", "zone")
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+_LIST_FIELDS = ("subtypes", "synonyms", "findings", "locations", "lateralities", "lobes", "zones")
+
+
+@dataclass(frozen=True)
+class ClassEntry:
+    """One class of the ontology."""
+
+    label: str
+    group: str
+    subtypes: tuple[str, ...]
+    synonyms: tuple[str, ...]
+    findings: tuple[str, ...]
+    locations: tuple[str, ...]
+    lateralities: tuple[str, ...]
+    lobes: tuple[str, ...]
+    zones: tuple[str, ...]
+
+    @property
+    def keywords(self) -> set[str]:
+        return {self.group.lower(), *(s.lower() for s in self.subtypes)}
+
+
+@dataclass(frozen=True)
+class Ontology:
+    """Classes plus shared confidence phrases and report skeletons."""
+
+    classes: dict[str, ClassEntry]
+    confidence: tuple[str, ...]
+    templates: tuple[tuple[str, ...], ...]
+    source: str
+
+    def entry(self, label: str) -> ClassEntry:
+        try:
+            return self.classes[label]
+        except KeyError:
+            raise SynthesisError(
+                f"No ontology entry for class {label!r} in {self.source}; "
+                f"known: {', '.join(self.classes)}."
+            ) from None
+
+
+def _str_list(raw: Any, where: str, source: str) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+        raise OptionError(f"ontology {source}: {where} must be a list of strings.")
+    return tuple(x.strip() for x in raw if x.strip())
+
+
+def _check_placeholders(text: str, allowed: set[str], where: str, source: str) -> None:
+    unknown = set(_PLACEHOLDER.findall(text)) - allowed
+    if unknown or text.count("{") != text.count("}"):
+        raise OptionError(
+            f"ontology {source}: {where} has unknown or broken placeholders "
+            f"{sorted(unknown) or text!r}; allowed: {sorted(allowed)}."
+        )
+
+
+def _parse(data: Any, source: str, fallback: Ontology | None) -> Ontology:
+    if not isinstance(data, dict) or not isinstance(data.get("classes"), dict):
+        raise OptionError(f"ontology {source}: expected a top-level 'classes' table.")
+    shared = data.get("shared") or {}
+    if fallback is not None:
+        confidence = fallback.confidence
+        templates: tuple[tuple[str, ...], ...] = fallback.templates
+    if "confidence" in shared or fallback is None:
+        confidence = _str_list(shared.get("confidence"), "shared.confidence", source)
+    if "templates" in shared or fallback is None:
+        raw_templates = shared.get("templates")
+        if not isinstance(raw_templates, list) or not raw_templates:
+            raise OptionError(f"ontology {source}: shared.templates must be a non-empty list.")
+        templates = tuple(
+            _str_list(t, f"shared.templates[{i}]", source) for i, t in enumerate(raw_templates)
+        )
+    if not confidence:
+        raise OptionError(f"ontology {source}: shared.confidence is empty.")
+    for i, tpl in enumerate(templates):
+        if not tpl or "{finding}" not in tpl:
+            raise OptionError(f"ontology {source}: template {i} needs a '{{finding}}' sentence.")
+        for sentence in tpl:
+            _check_placeholders(sentence, set(_SLOT_NAMES), f"template {i}", source)
+
+    classes: dict[str, ClassEntry] = {}
+    for label, raw in data["classes"].items():
+        if not isinstance(raw, dict) or not isinstance(raw.get("group"), str):
+            raise OptionError(f"ontology {source}: class {label!r} needs a 'group' string.")
+        lists = {f: _str_list(raw.get(f, []), f"{label}.{f}", source) for f in _LIST_FIELDS}
+        for required in ("synonyms", "findings", "locations"):
+            if not lists[required]:
+                raise OptionError(f"ontology {source}: class {label!r} has no {required}.")
+        bad_sides = set(lists["lateralities"]) - {"right", "left", "bilateral"}
+        bad_lobes = set(lists["lobes"]) - {"upper", "middle", "lower"}
+        if bad_sides or bad_lobes:
+            raise OptionError(
+                f"ontology {source}: class {label!r} has unknown lateralities/lobes "
+                f"{sorted(bad_sides | bad_lobes)}."
+            )
+        available = {"laterality"} if lists["lateralities"] else set()
+        if lists["lateralities"] and lists["lobes"]:
+            available.add("lobe")
+        if lists["lateralities"] and lists["zones"]:
+            available.add("zone")
+        for field in ("synonyms", "findings", "locations"):
+            for text in lists[field]:
+                _check_placeholders(text, available, f"{label}.{field}", source)
+        classes[label] = ClassEntry(label=label, group=raw["group"].strip(), **lists)
+    return Ontology(classes=classes, confidence=confidence, templates=templates, source=source)
+
+
+@lru_cache(maxsize=1)
+def default_ontology() -> Ontology:
+    """The built-in ontology shipped as ``ontology.toml``."""
+    text = resources.files(__package__).joinpath("ontology.toml").read_text(encoding="utf-8")
+    return _parse(tomllib.loads(text), "built-in ontology.toml", None)
+
+
+def load_ontology(path: str | Path | None = None) -> Ontology:
+    """Load a user ontology (TOML or JSON); ``None`` gives the built-in one.
+
+    A user file must have a ``classes`` table; its ``shared`` section is optional and falls back
+    to the built-in confidence phrases and skeletons. Raises ``OptionError`` naming the path.
+    """
+    if path is None:
+        return default_ontology()
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise OptionError(f"ontology file not found: {str(p)!r}.")
+    try:
+        if p.suffix.lower() == ".json":
+            data = json.loads(p.read_text(encoding="utf-8"))
+        else:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise OptionError(f"ontology file {str(p)!r} cannot be parsed: {exc}") from None
+    return _parse(data, repr(str(p)), default_ontology())
+
+
+def class_keywords(label: str, ontology: Ontology | None = None) -> set[str]:
+    """Group name and subtypes of ``label``, lowercase."""
+    return (ontology or default_ontology()).entry(label).keywords
+
+
+def keywords_by_class(ontology: Ontology | None = None) -> dict[str, set[str]]:
+    """``class_keywords`` for every class of the ontology."""
+    onto = ontology or default_ontology()
+    return {label: entry.keywords for label, entry in onto.classes.items()}
+
+
+class _Picker:
+    """Seeded choices; ``canonical`` always takes the first option (for the oracle report)."""
+
+    def __init__(self, rng: np.random.Generator | None) -> None:
+        self.rng = rng
+
+    def index(self, n: int) -> int:
+        return 0 if self.rng is None else int(self.rng.integers(n))
+
+    def between(self, lo: int, hi: int) -> int:
+        return lo if self.rng is None else int(self.rng.integers(lo, hi + 1))
+
+    def order(self, items: tuple[str, ...]) -> list[str]:
+        if self.rng is None:
+            return list(items)
+        return [items[i] for i in self.rng.permutation(len(items))]
+
+
+def _place(entry: ClassEntry, picker: _Picker) -> dict[str, str]:
+    """One consistent location for a whole report."""
+    if not entry.lateralities:
+        return {}
+    side = entry.lateralities[picker.index(len(entry.lateralities))]
+    lobes = [lb for lb in entry.lobes if lb != "middle" or side == "right"] or ["lower"]
+    lobe = lobes[picker.index(len(lobes))]
+    # Keep lobe and zone anatomically consistent where the class allows the matching zone.
+    matching = {"upper": "upper", "middle": "mid", "lower": "lower"}.get(lobe)
+    if matching in entry.zones:
+        zone = matching
+    else:
+        zone = entry.zones[picker.index(len(entry.zones))] if entry.zones else "lower"
+    if side == "bilateral":
+        return {
+            "laterality": side,
+            "lobe": f"{lobe} lobes bilaterally",
+            "zone": f"{zone} zones bilaterally",
+        }
+    return {"laterality": side, "lobe": f"{side} {lobe} lobe", "zone": f"{side} {zone} zone"}
+
+
+def _tidy(sentence: str) -> str:
+    s = " ".join(sentence.split()).rstrip(" .")
+    return s[:1].upper() + s[1:] + "." if s else ""
+
+
+def _usable_templates(
+    entry: ClassEntry, templates: tuple[tuple[str, ...], ...], lo: int, hi: int
+) -> list[tuple[tuple[str, ...], int, int]]:
+    """(template, min count, max count) for templates that fit the sentence bounds."""
+    usable = []
+    for tpl in templates:
+        k = sum(s.count("{finding}") for s in tpl)
+        if k > len(entry.findings) or sum(s.count("{location}") for s in tpl) > len(
+            entry.locations
+        ):
+            continue
+        if any("{synonym2}" in s for s in tpl) and len(entry.synonyms) < 2:
+            continue
+        t_lo, t_hi = max(lo, len(tpl)), min(hi, len(tpl) + len(entry.findings) - k)
+        if t_lo <= t_hi:
+            usable.append((tpl, t_lo, t_hi))
+    return usable
+
+
+def render_report(
+    entry: ClassEntry,
+    ontology: Ontology,
+    rng: np.random.Generator | None,
+    min_sentences: int = 4,
+    max_sentences: int = 7,
+) -> str:
+    """One report for ``entry``; ``rng=None`` gives the canonical (first-choice) report."""
+    picker = _Picker(rng)
+    usable = _usable_templates(entry, ontology.templates, min_sentences, max_sentences)
+    if not usable:
+        raise SynthesisError(
+            f"No report template fits class {entry.label!r} with {min_sentences}-{max_sentences} "
+            f"sentences and {len(entry.findings)} findings in {ontology.source}."
+        )
+    tpl, lo, hi = usable[picker.index(len(usable))]
+    target = picker.between(lo, hi)
+    last = max(i for i, s in enumerate(tpl) if "{finding}" in s)
+    sentences = list(tpl[: last + 1]) + ["{finding}"] * (target - len(tpl)) + list(tpl[last + 1 :])
+
+    findings, locations = iter(picker.order(entry.findings)), iter(picker.order(entry.locations))
+    synonyms = picker.order(entry.synonyms)
+    confidence = ontology.confidence[picker.index(len(ontology.confidence))]
+    place = _place(entry, picker)
+    out = []
+    for sentence in sentences:
+        filled = sentence.format(
+            finding=next(findings) if "{finding}" in sentence else "",
+            location=next(locations) if "{location}" in sentence else "",
+            confidence=confidence,
+            synonym=synonyms[0],
+            synonym2=synonyms[1] if len(synonyms) > 1 else synonyms[0],
+        )
+        out.append(_tidy(filled.format(**place)))
+    return " ".join(out)
+
+
+def oracle_report(label: str, ontology: Ontology | None = None) -> str:
+    """The canonical template report of ``label`` (first skeleton, first choices, 4 sentences)."""
+    onto = ontology or default_ontology()
+    return render_report(onto.entry(label), onto, None)
+
+
+class TemplateSynthesizer(components.Synthesizer):
+    """Offline report synthesizer filling ontology-driven templates (the default)."""
+
+    name = "template"
+    description = (
+        "Offline, seeded radiology reports from a per-class ontology (ontology.toml or your own "
+        "TOML/JSON): 14 finding-first and impression-first skeletons, consistent laterality."
+    )
+
+    class Options(components.Options):
+        ontology: str | None = Field(
+            default=None, description="Path to your own ontology TOML/JSON (None: built-in)."
+        )
+        min_sentences: int = Field(default=4, ge=1, le=20)
+        max_sentences: int = Field(default=7, ge=1, le=20)
+
+        @model_validator(mode="after")
+        def _bounds(self) -> TemplateSynthesizer.Options:
+            if self.min_sentences > self.max_sentences:
+                raise ValueError("min_sentences must not exceed max_sentences")
+            return self
+
+    def __init__(self, options: components.Options | None = None) -> None:
+        super().__init__(options)
+        self.ontology = load_ontology(self.options.ontology)
+
+    def synthesize(self, label: str, n: int, rng: np.random.Generator) -> list[str]:
+        """``n`` reports for ``label``; the same rng seed gives the same reports."""
+        entry = self.ontology.entry(label)
+        lo, hi = self.options.min_sentences, self.options.max_sentences
+        return [render_report(entry, self.ontology, rng, lo, hi) for _ in range(n)]
+
+    def class_keywords(self, label: str) -> set[str]:
+        """Group name and subtypes of ``label`` in this synthesizer's ontology, lowercase."""
+        return class_keywords(label, self.ontology)
+
+
+@hookimpl
+def register_synthesizers(register) -> None:  # noqa: ANN001 - pluggy passes a callable
+    register(TemplateSynthesizer)

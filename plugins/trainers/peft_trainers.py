@@ -1,0 +1,240 @@
+"""LoRA-family trainers (``lora``, ``rslora``) on HF transformers + PEFT + TRL ``SFTTrainer``.
+
+Loss is completion-only: prompt and image tokens are masked, only the answer is learned.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from harness.components import Options, Trainer, TrainResult
+from harness.data import Sample
+from harness.errors import OptionError
+from harness.hookspecs import hookimpl
+from harness.modeling import ModelSpec, load_base
+
+# Module-name patterns by group, as Unsloth's finetune_* flags split them (Qwen2.5-VL names).
+GROUP_PATTERNS: dict[tuple[str, str], str] = {
+    ("vision", "attention"): r".*visual\.blocks\.\d+\.attn\.(qkv|proj)",
+    (
+        "vision",
+        "mlp",
+    ): r".*visual\.(blocks\.\d+\.mlp\.(gate_proj|up_proj|down_proj)|merger\.mlp\.\d+)",
+    ("language", "attention"): r".*language_model\.layers\.\d+\.self_attn\.(q|k|v|o)_proj",
+    ("language", "mlp"): r".*language_model\.layers\.\d+\.mlp\.(gate|up|down)_proj",
+}
+
+
+class LoraOptions(Options):
+    """One schema for every LoRA-family trainer. Model presets supply recommended defaults."""
+
+    r: int = Field(16, ge=1, le=1024, description="LoRA rank.")
+    alpha: float = Field(16.0, gt=0, description="LoRA alpha (scaling numerator).")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    bias: Literal["none", "all", "lora_only"] = "none"
+    finetune_vision_layers: bool = False
+    finetune_language_layers: bool = True
+    finetune_attention_modules: bool = True
+    finetune_mlp_modules: bool = True
+    target_modules: list[str] | None = Field(
+        None, description="Explicit module names/suffixes; overrides the finetune_* groups."
+    )
+    train_embeddings: bool = Field(
+        False, description="Train the (tied) token embedding / lm_head fully (modules_to_save)."
+    )
+    lr: float = Field(1e-4, gt=0, lt=1.0)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, ge=1, description="Overrides epochs when set.")
+    batch_size: int = Field(2, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    gradient_checkpointing: bool = False
+    seed: int = 0
+
+
+def target_pattern(opts: LoraOptions) -> str | list[str]:
+    if opts.target_modules:
+        return list(opts.target_modules)
+    towers = [
+        t
+        for t, on in (
+            ("vision", opts.finetune_vision_layers),
+            ("language", opts.finetune_language_layers),
+        )
+        if on
+    ]
+    kinds = [
+        k
+        for k, on in (
+            ("attention", opts.finetune_attention_modules),
+            ("mlp", opts.finetune_mlp_modules),
+        )
+        if on
+    ]
+    if not towers or not kinds:
+        raise OptionError("trainer: the finetune_* options select no module group")
+    return "(" + "|".join(GROUP_PATTERNS[(t, k)] for t in towers for k in kinds) + ")"
+
+
+def matched_modules(model: Any, pattern: str | list[str]) -> list[str]:
+    import torch
+
+    names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    if isinstance(pattern, str):
+        return [n for n in names if re.fullmatch(pattern, n)]
+    return [n for n in names if any(n == t or n.endswith("." + t) for t in pattern)]
+
+
+class LoraTrainer(Trainer):
+    name = "lora"
+    description = "LoRA adapters (PEFT) trained with TRL SFTTrainer, completion-only loss."
+    Options = LoraOptions
+    peft_extra: dict[str, Any] = {}
+
+    def train(
+        self,
+        model_spec: ModelSpec,
+        train_set: list[Sample],
+        val_set: list[Sample],
+        workdir: Path,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> TrainResult:
+        import torch
+        from datasets import Dataset
+        from peft import LoraConfig, get_peft_model
+        from transformers import TrainerCallback, set_seed
+        from trl import SFTConfig, SFTTrainer
+
+        from harness.prompts import format_answer
+        from harness.sft import collate_sft
+
+        opts: LoraOptions = self.options  # type: ignore[assignment]
+        set_seed(opts.seed)
+        model, processor = load_base(model_spec)
+        pattern = target_pattern(opts)
+        modules = matched_modules(model, pattern)
+        if not modules:
+            raise OptionError(f"trainer {self.name!r}: target modules {pattern!r} match nothing")
+        config = LoraConfig(
+            r=opts.r,
+            lora_alpha=opts.alpha,
+            lora_dropout=opts.dropout,
+            bias=opts.bias,
+            target_modules=modules,
+            modules_to_save=["embed_tokens", "lm_head"] if opts.train_embeddings else None,
+            ensure_weight_tying=opts.train_embeddings,
+            task_type="CAUSAL_LM",
+            **self.peft_extra,
+        )
+        model = get_peft_model(model, config)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+
+        examples = [(s.image, s.prompt or "", format_answer(s.label, s.report)) for s in train_set]
+
+        def collate(rows: list[dict[str, int]]) -> dict[str, Any]:
+            return collate_sft(processor, [examples[r["idx"]] for r in rows])
+
+        per_epoch = math.ceil(len(examples) / (opts.batch_size * opts.grad_accum))
+        steps = opts.max_steps or max(1, math.ceil(per_epoch * opts.epochs))
+        cuda = torch.cuda.is_available()
+        bf16 = opts.precision == "bf16" or (
+            opts.precision == "auto" and cuda and torch.cuda.is_bf16_supported()
+        )
+        fp16 = opts.precision == "fp16" or (opts.precision == "auto" and cuda and not bf16)
+        args = SFTConfig(
+            output_dir=str(workdir / "trainer"),
+            max_steps=steps,
+            per_device_train_batch_size=opts.batch_size,
+            gradient_accumulation_steps=opts.grad_accum,
+            learning_rate=opts.lr,
+            warmup_steps=int(opts.warmup_ratio * steps),
+            weight_decay=opts.weight_decay,
+            lr_scheduler_type=opts.scheduler,
+            seed=opts.seed,
+            data_seed=opts.seed,
+            bf16=bf16,
+            fp16=fp16,
+            use_cpu=not cuda,
+            gradient_checkpointing=opts.gradient_checkpointing,
+            logging_steps=max(1, steps // 20),
+            save_strategy="no",
+            report_to=[],
+            disable_tqdm=True,
+            remove_unused_columns=False,
+            dataset_kwargs={"skip_prepare_dataset": True},
+            dataloader_num_workers=0,
+        )
+        history: list[dict[str, Any]] = []
+
+        class Progress(TrainerCallback):
+            def on_step_end(self, _args, state, _control, **_kw):
+                if progress is not None:
+                    progress(state.global_step, steps)
+
+            def on_log(self, _args, state, _control, logs=None, **_kw):
+                if logs:
+                    history.append({"step": state.global_step, **logs})
+
+        trainer = SFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=Dataset.from_dict({"idx": list(range(len(examples)))}),
+            processing_class=processor,
+            data_collator=collate,
+            callbacks=[Progress()],
+        )
+        t0 = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - t0
+        model = trainer.model
+        model.eval()
+        adapter_dir = workdir / "adapter"
+        model.save_pretrained(str(adapter_dir), safe_serialization=True)
+        resolved = {
+            "target_modules": pattern if isinstance(pattern, list) else {"regex": pattern},
+            "n_target_modules": len(modules),
+            "steps": steps,
+            "peft": {"use_rslora": bool(self.peft_extra.get("use_rslora"))},
+        }
+        card = {
+            "base_model": model_spec.resolved(),
+            "trainer": self.name,
+            "options": opts.model_dump(),
+            "resolved": resolved,
+        }
+        (adapter_dir / "harness_card.json").write_text(json.dumps(card, indent=2, default=str))
+        return TrainResult(
+            model=model,
+            processor=processor,
+            adapter_dir=adapter_dir,
+            trainable_params=trainable,
+            total_params=total,
+            train_seconds=seconds,
+            steps=steps,
+            resolved=resolved,
+            history=history,
+        )
+
+
+class RsLoraTrainer(LoraTrainer):
+    name = "rslora"
+    description = "Rank-stabilised LoRA (alpha/sqrt(r) scaling), otherwise as lora."
+    peft_extra = {"use_rslora": True}
+
+
+@hookimpl
+def register_trainers(register) -> None:
+    register(LoraTrainer)
+    register(RsLoraTrainer)
