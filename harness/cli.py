@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from harness.commands import console, fail
 from harness.errors import HarnessError
-
-console = Console()
-err_console = Console(stderr=True)
 
 
 class RichTask:
@@ -41,11 +37,6 @@ class RichProgress:
 
     def note(self, message: str) -> None:
         self.progress.console.print(f"[dim]{message}[/dim]")
-
-
-def _fail(exc: HarnessError) -> None:
-    err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
-    sys.exit(2)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -168,8 +159,7 @@ def bench(
     try:
         seed_list = tuple(int(s) for s in _split_csv((seeds,))) if seeds else (seed,)
     except ValueError:
-        err_console.print(f"[bold red]error:[/bold red] --seeds {seeds!r}: expected e.g. 1,2,3")
-        sys.exit(2)
+        fail(f"--seeds {seeds!r}: expected comma-separated integers, e.g. 1,2,3")
     try:
         _set_threads(threads)
         spec = BenchSpec(
@@ -199,7 +189,7 @@ def bench(
         with Progress(*columns, console=console, transient=False) as progress:
             result = run_bench(spec, registry, RichProgress(progress))
     except HarnessError as exc:
-        _fail(exc)
+        fail(exc)
     console.print(leaderboard_table(result))
     console.print(
         f"Reports written to [bold]{result.out}[/bold]: leaderboard.md, results.json, "
@@ -256,7 +246,7 @@ def plugins_cmd() -> None:
     try:
         registry = make_registry()
     except HarnessError as exc:
-        _fail(exc)
+        fail(exc)
     table = Table(title="cxr-harness plugins")
     for col in ("Kind", "Name", "Distribution", "Version"):
         table.add_column(col, no_wrap=True)
@@ -266,6 +256,16 @@ def plugins_cmd() -> None:
         table.add_row(e.kind, e.name, e.distribution, e.version, summary)
     console.print(table)
 
+
+def _add_commands() -> None:
+    from harness.commands.evaluate import evaluate_cmd
+    from harness.commands.synth import synth
+
+    main.add_command(evaluate_cmd)
+    main.add_command(synth)
+
+
+_add_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -50,6 +50,21 @@ class Synthesizer(Component):
 
 
 @dataclass
+class TrainContext:
+    """What the runner hands a trainer besides the data.
+
+    ``evaluate(model, processor, samples)`` is the harness's one evaluation runner, bound to the
+    benchmark's fixed prompt, class list and generation settings: trainers use it for
+    in-training validation, so validation is scored exactly like the final benchmark.
+    """
+
+    classes: tuple[str, ...]
+    prompt: str
+    evaluate: Callable[[Any, Any, list[Sample]], Any]
+    progress: Callable[[int, int], None] | None = None
+
+
+@dataclass
 class TrainResult:
     """What a trainer hands back to the runner."""
 
@@ -73,11 +88,11 @@ class Trainer(Component):
         train_set: list[Sample],
         val_set: list[Sample],
         workdir: Path,
-        progress: Callable[[int, int], None] | None = None,
+        context: TrainContext,
     ) -> TrainResult:
         """Train (or not) and return an evaluable model.
 
         ``train_set`` samples carry the training prompt in ``Sample.prompt`` and the target
-        report text in ``Sample.report``; ``progress(step, total)`` may be called after each step.
+        report text in ``Sample.report``. ``workdir`` is private to this configuration.
         """
         raise NotImplementedError

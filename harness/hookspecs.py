@@ -42,5 +42,7 @@ def register_trainers(register: Callable[[type], None]) -> None:
 
     Called once when the registry is built. A trainer subclasses ``harness.components.Trainer``:
     a unique ``name``, a strict ``Options`` model and
-    ``train(model_spec, train_set, val_set, workdir) -> TrainResult``. Returns nothing.
+    ``train(model_spec, train_set, val_set, workdir, context) -> TrainResult`` where ``context``
+    (a ``TrainContext``) carries the class list, the fixed prompt and the evaluation runner.
+    Returns nothing.
     """

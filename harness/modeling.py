@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ModelError
+from harness.errors import BackendUnavailableError, ModelError
 
 TINY = "tiny"
 QWEN_3B = "Qwen/Qwen2.5-VL-3B-Instruct"
@@ -130,7 +130,31 @@ def torch_dtype(spec: ModelSpec) -> Any:
     return getattr(torch, spec.dtype)
 
 
-def load_base(spec: ModelSpec, device: str | None = None) -> tuple[Any, Any]:
+def quantization_config(spec: ModelSpec) -> Any:
+    """bitsandbytes NF4 settings for QLoRA; a typed error where CUDA or bitsandbytes is missing."""
+    import importlib.util
+
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if not torch.cuda.is_available():
+        raise BackendUnavailableError("4-bit loading needs a CUDA GPU; none is available here")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise BackendUnavailableError(
+            "4-bit loading needs bitsandbytes: pip install 'cxr-harness[gpu]'"
+        )
+    dtype = torch_dtype(spec)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=dtype if dtype != torch.float32 else torch.bfloat16,
+    )
+
+
+def load_base(
+    spec: ModelSpec, device: str | None = None, load_in_4bit: bool = False
+) -> tuple[Any, Any]:
     """Load ``(model, processor)`` for a spec. Hub access failures name the id."""
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration
@@ -139,10 +163,17 @@ def load_base(spec: ModelSpec, device: str | None = None) -> tuple[Any, Any]:
 
     path = resolve_model_path(spec)
     lo, hi = spec.pixels
+    extra: dict[str, Any] = {}
+    if load_in_4bit:
+        extra = {"quantization_config": quantization_config(spec), "device_map": {"": 0}}
     try:
         processor = load_processor(path, spec.revision, lo, hi)
         model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-            path, revision=spec.revision, dtype=torch_dtype(spec), trust_remote_code=False
+            path,
+            revision=spec.revision,
+            dtype=torch_dtype(spec),
+            trust_remote_code=False,
+            **extra,
         )
     except ModelError:
         raise
@@ -150,7 +181,8 @@ def load_base(spec: ModelSpec, device: str | None = None) -> tuple[Any, Any]:
         offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
         raise ModelError(f"Could not load model {spec.model!r}{offline}: {exc}") from exc
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model.to(device)
+    if not load_in_4bit:
+        model.to(device)
     model.eval()
     return model, processor
 

@@ -309,10 +309,13 @@ def describe_quality(findings: dict) -> str:
     """1-2 sentences on exposure, position and rotation only (no class, no disease sign)."""
     expo = {"adequate": "Exposure is adequate.", "underexposed": "The film is underexposed.",
             "overexposed": "The film is overexposed."}[str(findings["exposure"])]  # fmt: skip
-    rot = float(findings["rotation_deg"])
+    rot = round(abs(float(findings["rotation_deg"])))
     pos = str(findings["position"])
     where = "centred" if pos == "centred" else f"{pos} on the film"
-    return f"{expo} The patient is {where} with about {round(abs(rot))} degrees of rotation."
+    turn = (
+        "no significant rotation" if rot < 1 else f"about {rot} degree{'s' * (rot > 1)} of rotation"
+    )
+    return f"{expo} The patient is {where} with {turn}."
 
 
 def describe_anatomy(phantom: Phantom) -> str:
@@ -338,7 +341,7 @@ def describe_anatomy(phantom: Phantom) -> str:
         "cardiomegaly": "No focal bright or dark area is drawn over the lungs.",
         "mediastinal widening": "The upper central shadow above the heart is broad.",
         "both": "The upper central shadow above the heart is broad.",
-        "volume loss": f"The {side} diaphragm dome sits higher than the other one.",
+        "volume loss": f"The trachea is displaced towards the {side}.",
     }[str(sign)])  # fmt: skip
     return " ".join(parts)
 
@@ -365,7 +368,7 @@ def render_phantom(label: str, seed: int, size: int = 112) -> Phantom:
     expo = "underexposed" if g["expo"] > 0.45 else "overexposed" if g["expo"] < -0.45 else None
     pos = "centred" if abs(g["dx"]) < 0.03 else f"shifted {'left' if g['dx'] < 0 else 'right'}"
     q = g["sides"]
-    lung_ax = (q[-1]["ax"] + q[1]["ax"]) / 2
+    area = (q[-1]["ax"] * q[-1]["ay"] + q[1]["ax"] * q[1]["ay"]) / 2
     dome_desc = "low and flat" if label == "Obstructive" else "smoothly curved at a usual level"
     if f.get("sign") == "volume loss":
         dome_desc = f"asymmetric, with the {f['side']} dome raised"
@@ -374,7 +377,7 @@ def render_phantom(label: str, seed: int, size: int = 112) -> Phantom:
         "exposure": expo or "adequate",
         "rotation_deg": round(float(g["rot"]), 1),
         "position": pos,
-        "lung_size": "large" if lung_ax > 0.36 else "small" if lung_ax < 0.32 else "average-sized",
+        "lung_size": "large" if area > 0.265 else "small" if area < 0.21 else "average-sized",
         "ctr_pct": round(100 * max(g["heart"][2], g["med_w"]) / 0.87),
         "diaphragm": dome_desc,
     }

@@ -23,6 +23,7 @@ DEFAULT_PLUGINS: dict[str, str] = {
     "augmenters_basic": "cxr_harness_plugins.augmenters.basic",
     "synthesizers_template": "cxr_harness_plugins.synthesizers.template",
     "synthesizers_prompts": "cxr_harness_plugins.synthesizers.prompts",
+    "synthesizers_gemini": "cxr_harness_plugins.synthesizers.gemini",
     "trainers_base": "cxr_harness_plugins.trainers.base",
     "trainers_peft": "cxr_harness_plugins.trainers.peft_trainers",
 }

@@ -110,4 +110,3 @@ def load_processor(
     if processor.chat_template is None:
         raise ModelError(f"No chat template found for {name!r}")
     return processor
-

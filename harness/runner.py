@@ -9,7 +9,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness.adapters import update_card
 from harness.benchmark import Benchmark, load_benchmark
+from harness.components import TrainContext
 from harness.evaluation import GenerationConfig, evaluate
 from harness.metrics import majority_baseline
 from harness.modeling import ModelSpec, resolve_model_path
@@ -141,6 +143,17 @@ def run_bench(
     return result
 
 
+def audit_summary(train_set: list) -> dict[str, Any]:
+    """Audit the training texts: overall uniqueness and cross-class keyword share."""
+    from harness.synth_audit import audit_texts
+
+    texts: dict[str, list[str]] = {}
+    for s in train_set:
+        texts.setdefault(s.label, []).append(s.report)
+    audit = audit_texts(texts)
+    return {"per_class": audit}
+
+
 def run_configuration(
     spec: BenchSpec,
     registry: Registry,
@@ -154,9 +167,11 @@ def run_configuration(
     comps = _resolve_components(spec, registry, config)
     trainer = comps["trainer"]
     train_set = []
+    synth_audit: dict[str, Any] = {}
     if config.trainer != "base":
         task = progress.start(f"[{config.id}] build train set", 2)
         train_set = attach_texts(bench.train, comps["synthesizer"], config.seed, prompt)
+        synth_audit = audit_summary(train_set)
         task.advance()
         train_set = augment(train_set, comps["augmenter"], spec.aug_copies, config.seed)
         task.advance()
@@ -164,13 +179,16 @@ def run_configuration(
     train_task = progress.start(f"[{config.id}] train", 1)
     workdir = out / "runs" / config.id.replace("@", "_").replace("+", "_")
     workdir.mkdir(parents=True, exist_ok=True)
-    trained = trainer.train(
-        spec.model,
-        train_set,
-        bench.val,
-        workdir,
+    val_set = [s.with_(prompt=prompt) for s in bench.val]
+    context = TrainContext(
+        classes=bench.classes,
+        prompt=prompt,
+        evaluate=lambda model, processor, samples: evaluate(
+            model, processor, samples, prompt, bench.classes, gen
+        ),
         progress=lambda step, total: train_task.update(step, total),
     )
+    trained = trainer.train(spec.model, train_set, val_set, workdir, context)
     train_task.finish()
     eval_task = progress.start(f"[{config.id}] evaluate", len(bench.test))
     ev = evaluate(
@@ -178,6 +196,14 @@ def run_configuration(
     )
     eval_task.finish()
     template = chat_template_of(trained.processor)
+    if trained.adapter_dir is not None:
+        update_card(
+            trained.adapter_dir,
+            benchmark={"name": bench.name, "fingerprint": bench.fingerprint},
+            metrics=ev.metrics,
+            prompt_hash=text_hash(prompt),
+            generation=gen.as_dict(),
+        )
     row = {
         "config_id": config.id,
         "trainer": config.trainer,
@@ -186,6 +212,7 @@ def run_configuration(
         "seed": config.seed,
         "options": {kind: comp.options.model_dump(mode="json") for kind, comp in comps.items()},
         "resolved": trained.resolved,
+        "synth_audit": synth_audit,
         "metrics": ev.metrics,
         "n_test": len(bench.test),
         "n_train": len(train_set),

@@ -72,8 +72,9 @@ def _find_last(row: list[int], pattern: list[int], end: int) -> int:
 def collate_sft(processor: Any, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
     """Tokenize (image, prompt, answer) examples; loss only on answer tokens + end-of-turn.
 
-    Returns input_ids, attention_mask, labels (and pixel_values, image_grid_thw when any example
-    has an image). Right padding; padded positions and everything up to the assistant header
+    Returns input_ids, attention_mask, labels, mm_token_type_ids (transformers 5 needs it for the
+    image tokens' 3D positions) and, when any example has an image, pixel_values and
+    image_grid_thw. Right padding; padded positions and everything up to the assistant header
     (system, user text, image tokens) are labelled -100, as is the newline after end-of-turn.
     """
     if not examples:
@@ -108,16 +109,24 @@ def collate_sft(processor: Any, examples: Sequence[Example]) -> dict[str, torch.
     if images:
         out["pixel_values"] = batch["pixel_values"]
         out["image_grid_thw"] = batch["image_grid_thw"]
+    if "mm_token_type_ids" in batch:  # transformers 5 needs it for the 3D (M-RoPE) positions
+        out["mm_token_type_ids"] = batch["mm_token_type_ids"]
     return out
 
 
 def encode_prompts(
     processor: Any, images: Sequence[Image.Image | None], prompts: Sequence[str]
 ) -> BatchFeature:
-    """Left-padded generation inputs (add_generation_prompt=True) for `model.generate`."""
+    """Left-padded generation inputs (add_generation_prompt=True) for `model.generate`.
+
+    Pass the whole BatchFeature to generate (`model.generate(**batch, ...)`): its
+    mm_token_type_ids are needed for the image tokens' 3D positions.
+    """
     if len(images) != len(prompts):
         raise DataError(f"{len(images)} images but {len(prompts)} prompts")
-    texts = [render_prompt(processor, p, img is not None) for img, p in zip(images, prompts)]
+    texts = [
+        render_prompt(processor, p, img is not None) for img, p in zip(images, prompts, strict=True)
+    ]
     rgb = [_rgb(img) for img in images if img is not None]
     batch = processor(
         text=texts,
@@ -126,5 +135,4 @@ def encode_prompts(
         padding_side="left",
         return_tensors="pt",
     )
-    batch.pop("mm_token_type_ids", None)
     return batch

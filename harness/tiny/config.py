@@ -12,28 +12,28 @@ SPATIAL_MERGE = 2
 # min_pixels == max_pixels == 112*112 -> an 8x8 patch grid -> 16 merged image tokens.
 IMAGE_PIXELS = IMAGE_SIZE * IMAGE_SIZE
 IMAGE_TOKENS = (IMAGE_SIZE // PATCH_SIZE // SPATIAL_MERGE) ** 2
-VOCAB_SIZE = 2048  # the BPE is trained up to this size; unused rows stay at their init
+VOCAB_SIZE = 2048  # upper bound of the BPE; the model uses len(tokenizer) rounded up to 64
 
 TOKEN_IDS: dict[str, int] = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
 PAD_ID = TOKEN_IDS["<|endoftext|>"]
 EOS_ID = TOKEN_IDS["<|im_end|>"]
 
-TEXT_HIDDEN = 128
+TEXT_HIDDEN = 96
 TEXT_HEADS = 4
-TEXT_LAYERS = 3
+TEXT_LAYERS = 2
 VISION_HIDDEN = 64
 VISION_HEADS = 4
 VISION_DEPTH = 2
 
 
-def tiny_config() -> Qwen2_5_VLConfig:
+def tiny_config(vocab_size: int = VOCAB_SIZE) -> Qwen2_5_VLConfig:
     """The tiny preset's architecture (same model class as Qwen2.5-VL-3B)."""
     head_dim = TEXT_HIDDEN // TEXT_HEADS
     half = head_dim // 2
     # Qwen's 3B split is [16, 24, 24] of 64; keep the same temporal/height/width proportions.
     mrope = [half // 4, 3 * half // 8, half - half // 4 - 3 * half // 8]
     text_config = {
-        "vocab_size": VOCAB_SIZE,
+        "vocab_size": vocab_size,
         "hidden_size": TEXT_HIDDEN,
         "intermediate_size": 3 * TEXT_HIDDEN,
         "num_hidden_layers": TEXT_LAYERS,

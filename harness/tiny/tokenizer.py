@@ -44,7 +44,7 @@ SPECIAL_TOKENS: tuple[str, ...] = (
     "<|video_pad|>",
 )
 
-# ChatML like Qwen2.5-VL's template: image items render as <|vision_start|><|image_pad|><|vision_end|>.
+# ChatML like Qwen2.5-VL's: an image item renders as <|vision_start|><|image_pad|><|vision_end|>.
 CHAT_TEMPLATE = (
     "{% set image_count = namespace(value=0) %}"
     "{% for message in messages %}"

@@ -35,6 +35,7 @@ import re
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -59,18 +60,16 @@ _TOKEN_FIELDS = {
     "total_token_count": "total_tokens",
 }
 _COUNTERS = (
-    "requests",
-    "calls",
-    "retries",
-    "failures",
-    "cache_hits",
-    "items",
-    "duplicates",
-    "rejected",
-    "accepted",
+    *"requests calls retries failures cache_hits items duplicates rejected accepted".split(),
     *_TOKEN_FIELDS.values(),
 )
+# httpx / httpx2 transport errors, matched by name so either client library works.
+_TRANSIENT_NAMES = frozenset(
+    "TimeoutException ConnectTimeout ReadTimeout WriteTimeout PoolTimeout ConnectError "
+    "RemoteProtocolError ReadError".split()
+)
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+_MARKUP = re.compile(r"[*#_`]+")
 _BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)]|report\s*\d+\s*[:.])\s*", re.IGNORECASE)
 
 
@@ -104,7 +103,7 @@ def split_items(text: str) -> list[str]:
     """Paragraphs of a response, with bullets/numbering and markdown stripped."""
     items = []
     for para in re.split(r"\n\s*\n", text.replace("\r\n", "\n")):
-        lines = [_BULLET.sub("", ln).strip().strip("*#_`").strip() for ln in para.splitlines()]
+        lines = [_BULLET.sub("", _MARKUP.sub("", ln)).strip() for ln in para.splitlines()]
         joined = " ".join(ln for ln in lines if ln and set(ln) - set("-=*_"))
         if joined:
             items.append(" ".join(joined.split()))
@@ -117,15 +116,8 @@ def _generic(text: str) -> str:
 
 def build_system_instruction(entry: ClassEntry, ontology: Ontology, items: int) -> str:
     """System instruction for one class, entirely from the ontology."""
-    forbidden = sorted(
-        {
-            k
-            for label, kws in keywords_by_class(ontology).items()
-            if label != entry.label
-            for k in kws
-        }
-        - entry.keywords
-    )
+    others = [kws for label, kws in keywords_by_class(ontology).items() if label != entry.label]
+    forbidden = sorted(set().union(*others) - entry.keywords)
     sides = ", ".join(entry.lateralities) or "not applicable"
     return "\n".join(
         [
@@ -188,6 +180,7 @@ class GeminiSynthesizer(components.Synthesizer):
         retry_base_delay_s: float = Field(default=1.0, ge=0.0)
         retry_max_delay_s: float = Field(default=60.0, ge=0.0)
         base_url: str | None = Field(default=None, description="None: the SDK's default.")
+        api_version: str = "v1beta"
         cache_dir: str | None = Field(default=None, description="None: ~/.cache/cxr-harness.")
         timeout_s: float = Field(default=120.0, gt=0.0)
         seed: int = 0
@@ -244,7 +237,9 @@ class GeminiSynthesizer(components.Synthesizer):
         from google.genai import types
 
         http = types.HttpOptions(
-            base_url=self.options.base_url, timeout=int(self.options.timeout_s * 1000)
+            base_url=self.options.base_url,
+            api_version=self.options.api_version,
+            timeout=int(self.options.timeout_s * 1000),
         )
         return genai.Client(api_key=self._key, vertexai=False, http_options=http)
 
@@ -274,15 +269,7 @@ class GeminiSynthesizer(components.Synthesizer):
             return code in (408, 429) or code >= 500
         if isinstance(exc, TimeoutError | ConnectionError):
             return True
-        return type(exc).__name__ in {
-            "TimeoutException",
-            "ConnectTimeout",
-            "ReadTimeout",
-            "WriteTimeout",
-            "PoolTimeout",
-            "ConnectError",
-            "RemoteProtocolError",
-        }
+        return type(exc).__name__ in _TRANSIENT_NAMES
 
     def _call(
         self, client: Any, label: str, system: str, request: str, seed: int, abort: threading.Event
@@ -300,7 +287,7 @@ class GeminiSynthesizer(components.Synthesizer):
                 text = response.text
                 if not isinstance(text, str) or not text.strip():
                     raise ValueError("response has no text (empty or blocked candidate)")
-            except Exception as exc:  # noqa: BLE001 - classified below, never crashes the run
+            except Exception as exc:  # classified below; a bad reply never crashes the run
                 verdict = self._retryable(exc)
                 message = self._redact(f"{type(exc).__name__}: {exc}")[:500]
                 with self._lock:
@@ -335,15 +322,9 @@ class GeminiSynthesizer(components.Synthesizer):
         system = build_system_instruction(entry, self.ontology, per_call)
         jobs: list[tuple[str, str, int]] = []
         for i in range(math.ceil(target / per_call)):
-            request = build_request(entry, i, per_call)
-            seed = opts.seed + i
-            jobs.append(
-                (
-                    cache_key(opts.model, system + "\n\n" + request, opts.temperature, seed),
-                    request,
-                    seed,
-                )
-            )
+            request, seed = build_request(entry, i, per_call), opts.seed + i
+            key = cache_key(opts.model, f"{system}\n\n{request}", opts.temperature, seed)
+            jobs.append((key, request, seed))
         self._count(label, "requests", len(jobs))
 
         texts: dict[str, str] = {}
@@ -438,5 +419,5 @@ class GeminiSynthesizer(components.Synthesizer):
 
 
 @hookimpl
-def register_synthesizers(register) -> None:  # noqa: ANN001 - pluggy passes a callable
+def register_synthesizers(register: Callable[[type], None]) -> None:
     register(GeminiSynthesizer)

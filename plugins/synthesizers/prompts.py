@@ -14,7 +14,7 @@ its options (default: the phantom8 classes).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from pydantic import Field
@@ -63,7 +63,7 @@ _LIST_INTROS = (
     "The allowed categories are: {classes}.",
     "Select the best matching category from this list: {classes}.",
     "Options: {classes}.",
-    "Classify it as one of: {classes}.",
+    "Classify the image as one of: {classes}.",
 )
 
 _CONTRACT_INTROS = (
@@ -156,5 +156,5 @@ class PromptSynthesizer(components.Synthesizer):
 
 
 @hookimpl
-def register_synthesizers(register) -> None:  # noqa: ANN001 - pluggy passes a callable
+def register_synthesizers(register: Callable[[type], None]) -> None:
     register(PromptSynthesizer)

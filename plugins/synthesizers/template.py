@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -329,5 +330,5 @@ class TemplateSynthesizer(components.Synthesizer):
 
 
 @hookimpl
-def register_synthesizers(register) -> None:  # noqa: ANN001 - pluggy passes a callable
+def register_synthesizers(register: Callable[[type], None]) -> None:
     register(TemplateSynthesizer)

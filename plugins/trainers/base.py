@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from harness.components import Trainer, TrainResult
+from harness.components import TrainContext, Trainer, TrainResult
 from harness.data import Sample
 from harness.hookspecs import hookimpl
 from harness.modeling import ModelSpec, load_base
@@ -22,7 +21,7 @@ class BaseTrainer(Trainer):
         train_set: list[Sample],
         val_set: list[Sample],
         workdir: Path,
-        progress: Callable[[int, int], None] | None = None,
+        context: TrainContext,
     ) -> TrainResult:
         t0 = time.perf_counter()
         model, processor = load_base(model_spec)

@@ -9,15 +9,14 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
 
-from harness.components import Options, Trainer, TrainResult
+from harness.components import Options, TrainContext, Trainer, TrainResult
 from harness.data import Sample
-from harness.errors import OptionError
+from harness.errors import BackendUnavailableError, OptionError
 from harness.hookspecs import hookimpl
 from harness.modeling import ModelSpec, load_base
 
@@ -61,6 +60,20 @@ class LoraOptions(Options):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     gradient_checkpointing: bool = False
     seed: int = 0
+    backend: Literal["auto", "hf", "unsloth"] = Field(
+        "auto", description="auto: unsloth when it imports and CUDA is present, else hf."
+    )
+    load_in_4bit: bool = Field(False, description="bitsandbytes 4-bit base (CUDA only).")
+    eval_every: int | None = Field(
+        None, ge=1, description="Score the val split with the benchmark runner every N steps."
+    )
+    keep_best: bool = Field(True, description="Return/save the best val Macro-F1 checkpoint.")
+    min_rouge_l: float = Field(
+        0.0, ge=0.0, le=1.0, description="Quality gate: never save a checkpoint below this."
+    )
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="Stop after N evaluations without a val Macro-F1 gain."
+    )
 
 
 def target_pattern(opts: LoraOptions) -> str | list[str]:
@@ -96,11 +109,84 @@ def matched_modules(model: Any, pattern: str | list[str]) -> list[str]:
     return [n for n in names if any(n == t or n.endswith("." + t) for t in pattern)]
 
 
+def resolve_backend(opts: LoraOptions) -> str:
+    """Pick the backend; asking for CUDA-only features without CUDA is a typed error."""
+    import importlib.util
+
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if opts.load_in_4bit and not cuda:
+        raise BackendUnavailableError(
+            "trainer.load_in_4bit (4-bit / QLoRA) needs a CUDA GPU with bitsandbytes; "
+            "none is available here"
+        )
+    if opts.backend == "unsloth":
+        if not cuda:
+            raise BackendUnavailableError("trainer.backend=unsloth needs a CUDA GPU")
+        if importlib.util.find_spec("unsloth") is None:
+            raise BackendUnavailableError(
+                "trainer.backend=unsloth: unsloth is not installed (pip install 'cxr-harness[gpu]')"
+            )
+        return "unsloth"
+    if opts.backend == "auto" and cuda and importlib.util.find_spec("unsloth") is not None:
+        return "unsloth"
+    return "hf"
+
+
+def precision_flags(opts: LoraOptions) -> tuple[bool, bool]:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    bf16 = opts.precision == "bf16" or (
+        opts.precision == "auto" and cuda and torch.cuda.is_bf16_supported()
+    )
+    fp16 = opts.precision == "fp16" or (opts.precision == "auto" and cuda and not bf16)
+    return bf16, fp16
+
+
+def total_steps(opts: LoraOptions, n_examples: int) -> int:
+    per_epoch = math.ceil(n_examples / (opts.batch_size * opts.grad_accum))
+    return opts.max_steps or max(1, math.ceil(per_epoch * opts.epochs))
+
+
+def sft_config(opts: LoraOptions, workdir: Path, steps: int, **extra: Any) -> Any:
+    import torch
+    from trl import SFTConfig
+
+    bf16, fp16 = precision_flags(opts)
+    return SFTConfig(
+        output_dir=str(workdir / "trainer"),
+        max_steps=steps,
+        per_device_train_batch_size=opts.batch_size,
+        gradient_accumulation_steps=opts.grad_accum,
+        learning_rate=opts.lr,
+        warmup_steps=int(opts.warmup_ratio * steps),
+        weight_decay=opts.weight_decay,
+        lr_scheduler_type=opts.scheduler,
+        seed=opts.seed,
+        data_seed=opts.seed,
+        bf16=bf16,
+        fp16=fp16,
+        use_cpu=not torch.cuda.is_available(),
+        gradient_checkpointing=opts.gradient_checkpointing,
+        logging_steps=max(1, steps // 20),
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        dataset_kwargs={"skip_prepare_dataset": True},
+        dataloader_num_workers=0,
+        **extra,
+    )
+
+
 class LoraTrainer(Trainer):
     name = "lora"
     description = "LoRA adapters (PEFT) trained with TRL SFTTrainer, completion-only loss."
     Options = LoraOptions
     peft_extra: dict[str, Any] = {}
+    force_4bit = False
 
     def train(
         self,
@@ -108,20 +194,46 @@ class LoraTrainer(Trainer):
         train_set: list[Sample],
         val_set: list[Sample],
         workdir: Path,
-        progress: Callable[[int, int], None] | None = None,
+        context: TrainContext,
     ) -> TrainResult:
-        import torch
-        from datasets import Dataset
-        from peft import LoraConfig, get_peft_model
-        from transformers import TrainerCallback, set_seed
-        from trl import SFTConfig, SFTTrainer
-
-        from harness.prompts import format_answer
-        from harness.sft import collate_sft
-
         opts: LoraOptions = self.options  # type: ignore[assignment]
+        if self.force_4bit and not opts.load_in_4bit:
+            opts = opts.model_copy(update={"load_in_4bit": True})
+        backend = resolve_backend(opts)
+        if backend == "unsloth":
+            from cxr_harness_plugins.trainers.unsloth_backend import load_unsloth
+
+            model, processor, collate_fn, pattern, modules = load_unsloth(
+                model_spec, opts, self.peft_extra
+            )
+        else:
+            model, processor, pattern, modules = self._load_hf(model_spec, opts)
+            collate_fn = None
+        return self._fit(
+            model,
+            processor,
+            collate_fn,
+            model_spec,
+            opts,
+            backend,
+            pattern,
+            modules,
+            train_set,
+            val_set,
+            workdir,
+            context,
+        )
+
+    def _load_hf(self, model_spec: ModelSpec, opts: LoraOptions) -> tuple[Any, Any, Any, list]:
+        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+        from transformers import set_seed
+
         set_seed(opts.seed)
-        model, processor = load_base(model_spec)
+        model, processor = load_base(model_spec, load_in_4bit=opts.load_in_4bit)
+        if opts.load_in_4bit:
+            model = prepare_model_for_kbit_training(
+                model, use_gradient_checkpointing=opts.gradient_checkpointing
+            )
         pattern = target_pattern(opts)
         modules = matched_modules(model, pattern)
         if not modules:
@@ -137,84 +249,109 @@ class LoraTrainer(Trainer):
             task_type="CAUSAL_LM",
             **self.peft_extra,
         )
-        model = get_peft_model(model, config)
+        return get_peft_model(model, config), processor, pattern, modules
+
+    def _fit(
+        self,
+        model,
+        processor,
+        collate_fn,
+        model_spec,
+        opts,
+        backend,
+        pattern,
+        modules,
+        train_set,
+        val_set,
+        workdir,
+        context,
+    ) -> TrainResult:  # noqa: ANN001 - internal
+        from datasets import Dataset
+        from peft import load_peft_weights, set_peft_model_state_dict
+        from transformers import TrainerCallback
+        from trl import SFTTrainer
+
+        from cxr_harness_plugins.trainers.callbacks import EvalCallback
+        from harness.prompts import format_answer
+        from harness.sft import collate_sft
+
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
-
         examples = [(s.image, s.prompt or "", format_answer(s.label, s.report)) for s in train_set]
 
         def collate(rows: list[dict[str, int]]) -> dict[str, Any]:
-            return collate_sft(processor, [examples[r["idx"]] for r in rows])
+            batch = [examples[r["idx"]] for r in rows]
+            return collate_fn(batch) if collate_fn else collate_sft(processor, batch)
 
-        per_epoch = math.ceil(len(examples) / (opts.batch_size * opts.grad_accum))
-        steps = opts.max_steps or max(1, math.ceil(per_epoch * opts.epochs))
-        cuda = torch.cuda.is_available()
-        bf16 = opts.precision == "bf16" or (
-            opts.precision == "auto" and cuda and torch.cuda.is_bf16_supported()
-        )
-        fp16 = opts.precision == "fp16" or (opts.precision == "auto" and cuda and not bf16)
-        args = SFTConfig(
-            output_dir=str(workdir / "trainer"),
-            max_steps=steps,
-            per_device_train_batch_size=opts.batch_size,
-            gradient_accumulation_steps=opts.grad_accum,
-            learning_rate=opts.lr,
-            warmup_steps=int(opts.warmup_ratio * steps),
-            weight_decay=opts.weight_decay,
-            lr_scheduler_type=opts.scheduler,
-            seed=opts.seed,
-            data_seed=opts.seed,
-            bf16=bf16,
-            fp16=fp16,
-            use_cpu=not cuda,
-            gradient_checkpointing=opts.gradient_checkpointing,
-            logging_steps=max(1, steps // 20),
-            save_strategy="no",
-            report_to=[],
-            disable_tqdm=True,
-            remove_unused_columns=False,
-            dataset_kwargs={"skip_prepare_dataset": True},
-            dataloader_num_workers=0,
-        )
+        steps = total_steps(opts, len(examples))
         history: list[dict[str, Any]] = []
+        progress = context.progress
 
         class Progress(TrainerCallback):
-            def on_step_end(self, _args, state, _control, **_kw):
+            def on_step_end(self, _args, state, _control, **_kw):  # noqa: ANN001
                 if progress is not None:
                     progress(state.global_step, steps)
 
-            def on_log(self, _args, state, _control, logs=None, **_kw):
+            def on_log(self, _args, state, _control, logs=None, **_kw):  # noqa: ANN001
                 if logs:
                     history.append({"step": state.global_step, **logs})
 
+        callbacks: list[Any] = [Progress()]
+        best_dir = workdir / "best"
+        evaluator = None
+        if opts.eval_every:
+            evaluator = EvalCallback(
+                context,
+                processor,
+                val_set,
+                opts.eval_every,
+                best_dir,
+                opts.min_rouge_l,
+                opts.early_stopping_patience,
+            )
+            callbacks.append(evaluator)
         trainer = SFTTrainer(
             model=model,
-            args=args,
+            args=sft_config(opts, workdir, steps),
             train_dataset=Dataset.from_dict({"idx": list(range(len(examples)))}),
             processing_class=processor,
             data_collator=collate,
-            callbacks=[Progress()],
+            callbacks=callbacks,
         )
         t0 = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - t0
         model = trainer.model
         model.eval()
-        adapter_dir = workdir / "adapter"
-        model.save_pretrained(str(adapter_dir), safe_serialization=True)
+        adapter_dir: Path | None = workdir / "adapter"
+        callback_summary: dict[str, Any] = {}
+        if evaluator is not None:
+            callback_summary = evaluator.summary()
+            history.extend(evaluator.log)
+            if opts.keep_best and evaluator.best_step is not None:
+                set_peft_model_state_dict(model, load_peft_weights(str(best_dir)))
+            elif evaluator.log and evaluator.log[-1]["val_rouge_l"] < opts.min_rouge_l:
+                adapter_dir = None  # the gate also guards the final save
+        if adapter_dir is not None:
+            model.save_pretrained(str(adapter_dir), safe_serialization=True)
         resolved = {
+            "backend": backend,
             "target_modules": pattern if isinstance(pattern, list) else {"regex": pattern},
             "n_target_modules": len(modules),
             "steps": steps,
-            "peft": {"use_rslora": bool(self.peft_extra.get("use_rslora"))},
+            "steps_run": trainer.state.global_step,
+            "peft": {k: bool(v) for k, v in self.peft_extra.items()},
+            "load_in_4bit": opts.load_in_4bit,
+            "callbacks": callback_summary,
         }
-        card = {
-            "base_model": model_spec.resolved(),
-            "trainer": self.name,
-            "options": opts.model_dump(),
-            "resolved": resolved,
-        }
-        (adapter_dir / "harness_card.json").write_text(json.dumps(card, indent=2, default=str))
+        if adapter_dir is not None:
+            card = {
+                "base_model": model_spec.resolved(),
+                "trainer": self.name,
+                "options": opts.model_dump(mode="json"),
+                "resolved": resolved,
+            }
+            (adapter_dir / "harness_card.json").write_text(json.dumps(card, indent=2))
         return TrainResult(
             model=model,
             processor=processor,
@@ -222,7 +359,7 @@ class LoraTrainer(Trainer):
             trainable_params=trainable,
             total_params=total,
             train_seconds=seconds,
-            steps=steps,
+            steps=trainer.state.global_step,
             resolved=resolved,
             history=history,
         )
@@ -234,7 +371,19 @@ class RsLoraTrainer(LoraTrainer):
     peft_extra = {"use_rslora": True}
 
 
+class DoraTrainer(LoraTrainer):
+    name = "dora"
+    description = "Weight-decomposed LoRA (DoRA), otherwise as lora."
+    peft_extra = {"use_dora": True}
+
+
+class QLoraTrainer(LoraTrainer):
+    name = "qlora"
+    description = "LoRA on a bitsandbytes 4-bit (NF4) base; needs a CUDA GPU."
+    force_4bit = True
+
+
 @hookimpl
-def register_trainers(register) -> None:
-    register(LoraTrainer)
-    register(RsLoraTrainer)
+def register_trainers(register) -> None:  # noqa: ANN001
+    for cls in (LoraTrainer, RsLoraTrainer, DoraTrainer, QLoraTrainer):
+        register(cls)

@@ -1,0 +1,22 @@
+"""CLI sub-commands. With harness/cli.py, the only code that prints and exits.
+
+Each module exposes click commands/groups that ``harness.cli`` adds to the main group.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+from rich.console import Console
+
+from harness.errors import HarnessError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(exc: HarnessError | str) -> NoReturn:
+    """Print a one-line error and exit with code 2 (bad input), never a traceback."""
+    err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+    sys.exit(2)

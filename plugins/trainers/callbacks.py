@@ -1,0 +1,75 @@
+"""In-training evaluation with the one runner: best checkpoint, quality gate, early stopping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from harness.components import TrainContext
+from harness.data import Sample
+
+
+class EvalCallback(TrainerCallback):
+    """Every ``every`` steps, score ``val_set`` with the benchmark's runner (images included).
+
+    * keeps the best checkpoint by validation Macro-F1 in ``best_dir``;
+    * never saves a checkpoint whose validation ROUGE-L is below ``min_rouge_l`` (quality gate);
+    * stops training after ``patience`` evaluations without a Macro-F1 improvement.
+    """
+
+    def __init__(
+        self,
+        context: TrainContext,
+        processor: Any,
+        val_set: list[Sample],
+        every: int,
+        best_dir: Path,
+        min_rouge_l: float = 0.0,
+        patience: int | None = None,
+    ) -> None:
+        self.context, self.processor, self.val_set = context, processor, val_set
+        self.every, self.best_dir = every, best_dir
+        self.min_rouge_l, self.patience = min_rouge_l, patience
+        self.best_f1 = float("-inf")  # best seen, for early stopping
+        self.best_saved_f1 = float("-inf")  # best that passed the gate and was saved
+        self.best_step: int | None = None
+        self.since_best = 0
+        self.log: list[dict[str, Any]] = []
+        self.gate_blocked = 0
+        self.stopped_early_at: int | None = None
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):  # noqa: ANN001
+        if not self.val_set or state.global_step % self.every:
+            return control
+        result = self.context.evaluate(model, self.processor, self.val_set)
+        m = result.metrics
+        entry = {"step": state.global_step, **{f"val_{k}": v for k, v in m.items()}}
+        improved = m["macro_f1"] > self.best_f1
+        if improved:
+            self.best_f1, self.since_best = m["macro_f1"], 0
+        else:
+            self.since_best += 1
+        if m["macro_f1"] > self.best_saved_f1:
+            if m["rouge_l"] >= self.min_rouge_l:
+                model.save_pretrained(str(self.best_dir), safe_serialization=True)
+                self.best_saved_f1, self.best_step = m["macro_f1"], state.global_step
+                entry["saved"] = True
+            else:
+                self.gate_blocked += 1
+                entry["gate_blocked"] = True
+        self.log.append(entry)
+        if self.patience is not None and self.since_best >= self.patience:
+            control.should_training_stop = True
+            self.stopped_early_at = state.global_step
+        return control
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "best_step": self.best_step,
+            "best_val_macro_f1": None if self.best_step is None else self.best_saved_f1,
+            "gate_blocked": self.gate_blocked,
+            "stopped_early_at": self.stopped_early_at,
+            "evaluations": len(self.log),
+        }
