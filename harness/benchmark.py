@@ -6,6 +6,7 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from harness.data import Sample
@@ -86,7 +87,19 @@ def load_phantom8() -> Benchmark:
     return bench
 
 
-def load_benchmark(name: str) -> Benchmark:
+def load_benchmark(name: str, root: Path | None = None) -> Benchmark:
+    """``phantom8``, or a benchmark built by ``harness benchmark build`` under ``root/NAME``
+    (default ``./benchmarks``; a path containing ``/`` is used as is)."""
     if name == PHANTOM8:
         return load_phantom8()
-    raise DataError(f"Unknown benchmark {name!r}. Available: {PHANTOM8}.")
+    from harness.manifest import DEFAULT_ROOT, load_manifest_benchmark
+
+    base = root if root is not None else DEFAULT_ROOT
+    candidate = Path(name) if "/" in name else base / name
+    if not candidate.is_dir():
+        built = sorted(p.name for p in base.glob("*/benchmark.json") for p in [p.parent])
+        raise DataError(
+            f"Unknown benchmark {name!r}. Available: {', '.join([PHANTOM8, *built])} "
+            f"(built benchmarks live in {base}/NAME; make one with `harness benchmark build`)."
+        )
+    return load_manifest_benchmark(name, base)

@@ -15,8 +15,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-_CLASS_LINE = re.compile(r"^\s*class\s*:\s*(.*?)\s*$", re.IGNORECASE | re.MULTILINE)
-_EXPLANATION = re.compile(r"^\s*explanation\s*:\s*(.*)\Z", re.IGNORECASE | re.MULTILINE | re.DOTALL)
+_CLASS_LINE = re.compile(r"^[ \t]*class[ \t]*:[ \t]*(.*?)[ \t]*$", re.IGNORECASE | re.MULTILINE)
+_EXPLANATION = re.compile(
+    r"^[ \t]*explanation[ \t]*:[ \t]*(.*)\Z", re.IGNORECASE | re.MULTILINE | re.DOTALL
+)
 
 # Normalised alias -> canonical label. Normalisation is applied to keys before lookup.
 ALIASES: dict[str, str] = {

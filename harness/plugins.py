@@ -60,9 +60,9 @@ def make_plugin_manager(
     return pm
 
 
-def _distribution_of(module_name: str) -> tuple[str, str]:
+def _distribution_of(module_name: str, index: dict[str, list[str]]) -> tuple[str, str]:
     top = module_name.split(".")[0]
-    dists = md.packages_distributions().get(top, [])
+    dists = index.get(top, [])
     if dists:
         return dists[0], md.version(dists[0])
     if top in ("harness", "cxr_harness_plugins"):
@@ -76,11 +76,12 @@ def make_registry(pm: pluggy.PluginManager | None = None) -> Registry:
     """Call every ``register_*`` hook once and collect the components into a Registry."""
     pm = pm or make_plugin_manager()
     registry = Registry()
+    index = md.packages_distributions()  # one scan of installed distributions per registry
     for kind in ("augmenter", "synthesizer", "trainer"):
 
         def register(cls: type, _kind: str = kind) -> None:
             module = getattr(cls, "__module__", "?")
-            dist, version = _distribution_of(module)
+            dist, version = _distribution_of(module, index)
             registry.add(_kind, cls, module, dist, version)
 
         getattr(pm.hook, f"register_{kind}s")(register=register)

@@ -78,7 +78,10 @@ def _resolve_components(spec: BenchSpec, registry: Registry, config: Configurati
     }
     if "seed" in fields:
         trainer_opts["seed"] = config.seed
-    trainer_opts.update(spec.options.get("trainer", {}))
+    user = spec.options.get("trainer", {})
+    if config.trainer == "base":  # the reference row takes only options it declares
+        user = {k: v for k, v in user.items() if k in fields}
+    trainer_opts.update(user)
     comps = {"trainer": registry.create("trainer", config.trainer, trainer_opts)}
     if config.trainer != "base":
         comps["augmenter"] = registry.create(

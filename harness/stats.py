@@ -174,7 +174,10 @@ def encode(predictions: Sequence[Mapping[str, Any]], classes: Sequence[str]) -> 
     invalid = len(cls)
     true = np.array([index[p["label"]] for p in predictions], dtype=np.int64)
     pred = np.array(
-        [index.get(p["prediction"], invalid) if p.get("prediction") else invalid for p in predictions],
+        [
+            index.get(p["prediction"], invalid) if p.get("prediction") else invalid
+            for p in predictions
+        ],
         dtype=np.int64,
     )
     rouge = np.array([float(p.get("rouge_l") or 0.0) for p in predictions], dtype=np.float64)
@@ -360,4 +363,40 @@ def aggregate_seeds(
     return {
         rid: {m: seed_summary([r["metrics"][m] for r in grp]) for m in metrics}
         for rid, grp in groups.items()
+    }
+
+
+def analyse(
+    rows: Sequence[Mapping[str, Any]],
+    classes: Sequence[str],
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """CIs, paired tests vs base, per-class tables, confusion matrices and seed summaries."""
+    enc = {r["config_id"]: encode(r.get("predictions", []), classes) for r in rows}
+    base = next((r["config_id"] for r in rows if r.get("trainer") == "base"), None)
+    weights: dict[int, np.ndarray] = {}
+    per: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        cid, e = r["config_id"], enc[r["config_id"]]
+        item: dict[str, Any] = {"ci": {}, "paired": {}, "mcnemar": None}
+        if e.n:
+            if e.n not in weights:
+                weights[e.n] = bootstrap_weights(e.n, n_resamples, seed)
+            item["ci"] = metric_intervals(e, weights=weights[e.n])
+            item["per_class"] = per_class(e)
+            item["confusion"] = confusion_matrix(e)
+            item["classes"] = list(e.classes)
+        if base and cid != base and e.n and enc[base].n and shared_ids(enc[base], e):
+            item["paired"] = paired_bootstrap(enc[base], e, n_resamples=n_resamples, seed=seed)
+            item["mcnemar"] = mcnemar_encoded(enc[base], e)
+        per[cid] = item
+    seeds = aggregate_seeds([r for r in rows if r.get("trainer") != "base"])
+    return {
+        "classes": list(classes),
+        "base": base,
+        "configs": per,
+        "seeds": {k: v for k, v in seeds.items() if v and next(iter(v.values())).n > 1},
+        "n_resamples": n_resamples,
+        "seed": seed,
     }

@@ -104,7 +104,8 @@ def _now() -> str:
 
 
 def _dumps(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, default=str)
+    """Key order is kept: reports re-rendered from the store must match the originals."""
+    return json.dumps(obj, default=str)
 
 
 class ResultsStore:

@@ -19,3 +19,22 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.delenv("CXR_HARNESS_TRACE_HOOKS", raising=False)
+
+
+@pytest.fixture
+def cached_distributions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compute ``importlib.metadata.packages_distributions()`` once per session.
+
+    ``harness.plugins._distribution_of`` recomputes it for every registered component (~0.3 s
+    each, ~2 s per ``make_registry()``); the installed distributions do not change inside one
+    test process, so tests that build many registries share one result.
+    """
+    import importlib.metadata as md
+
+    global _DISTRIBUTIONS
+    if _DISTRIBUTIONS is None:
+        _DISTRIBUTIONS = md.packages_distributions()
+    monkeypatch.setattr(md, "packages_distributions", lambda: _DISTRIBUTIONS)
+
+
+_DISTRIBUTIONS: dict[str, list[str]] | None = None

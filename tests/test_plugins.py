@@ -19,6 +19,8 @@ from harness.plugins import DEFAULT_PLUGINS, make_plugin_manager, make_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 
+pytestmark = pytest.mark.usefixtures("cached_distributions")
+
 
 def _hookspec_functions() -> dict[str, types.FunctionType]:
     marker = f"{hookspecs.PROJECT}_spec"
@@ -255,3 +257,18 @@ def test_tracing_env_var_used_only_when_trace_is_none(capsys, monkeypatch):
     monkeypatch.setenv(plugins.TRACE_ENV, "1")
     assert "register_trainers" in _registry_trace(capsys)
     assert _registry_trace(capsys, trace=False) == ""
+
+
+def test_make_registry_scans_installed_distributions_at_most_once(monkeypatch):
+    import importlib.metadata as md
+
+    real = md.packages_distributions
+    calls = []
+
+    def counting():
+        calls.append(1)
+        return real()
+
+    monkeypatch.setattr(md, "packages_distributions", counting)
+    make_registry(make_plugin_manager(load_entry_points=False, trace=False))
+    assert len(calls) <= 1

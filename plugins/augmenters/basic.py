@@ -34,15 +34,28 @@ class NoiseRotate(Augmenter):
         opts: NoiseRotateOptions = self.options  # type: ignore[assignment]
         mode = image.mode
         angle = float(rng.uniform(-opts.max_deg, opts.max_deg))
-        border = np.asarray(image.convert("L"))[[0, -1], :].ravel()
-        fill = int(np.median(border))
-        fillcolor = fill if mode in ("L", "I", "F") else (fill,) * len(mode)
-        rotated = image.rotate(angle, resample=Image.BILINEAR, fillcolor=fillcolor)
-        arr = np.asarray(rotated).astype(np.float32)
-        arr = arr + rng.normal(0.0, opts.noise_std * 255.0, size=arr.shape)
-        if mode == "RGBA":  # keep alpha untouched
-            arr[..., 3] = np.asarray(rotated)[..., 3]
-        return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), mode=mode)
+        src = np.asarray(image)
+        border = np.concatenate([src[0].ravel(), src[-1].ravel()])
+        if src.ndim == 3:  # multi-band: a fill colour per band
+            fillcolor = tuple(int(v) for v in np.median(src[[0, -1]].reshape(-1, src.shape[2]), 0))
+        else:
+            med = np.median(border)
+            fillcolor = float(med) if mode == "F" else int(med)
+        rotated = np.asarray(image.rotate(angle, resample=Image.BILINEAR, fillcolor=fillcolor))
+        dtype = rotated.dtype
+        if np.issubdtype(dtype, np.integer) and dtype.itemsize <= 2:
+            lo, hi = np.iinfo(dtype).min, np.iinfo(dtype).max
+        else:  # 32-bit int / float images: use the image's own range as full scale
+            lo, hi = float(src.min()), float(src.max())
+        scale = (hi - lo) or 1.0
+        arr = rotated.astype(np.float64) + rng.normal(0.0, opts.noise_std * scale, rotated.shape)
+        if mode in ("RGBA", "LA"):  # keep alpha untouched
+            arr[..., -1] = rotated[..., -1]
+        if np.issubdtype(dtype, np.integer):
+            info = np.iinfo(dtype)
+            arr = np.clip(np.rint(arr), info.min, info.max)
+        out = Image.fromarray(arr.astype(dtype))
+        return out if out.mode == mode else out.convert(mode)
 
 
 @hookimpl

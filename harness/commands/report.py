@@ -1,0 +1,157 @@
+"""`harness report DIR` (re-render every output from the results store) and
+`harness compare DIR_A DIR_B` (two runs side by side with paired tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from harness.commands import console, fail
+from harness.errors import DataError, HarnessError
+
+_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
+
+
+def _fmt_ci(value: float, ci: Any) -> str:
+    return f"{value:.3f} ± {ci.half_width:.3f}" if ci else f"{value:.3f}"
+
+
+def report_table(
+    rows: Sequence[Mapping[str, Any]], provenance: Mapping[str, Any], analysis: Mapping[str, Any]
+) -> Table:
+    """The leaderboard as a Rich table (95% CIs, paired tests against base)."""
+    from harness.exports import COLUMNS, fmt_p, ordered
+
+    bench = provenance.get("benchmark", {})
+    table = Table(
+        title=f"{bench.get('name', '?')} · fingerprint {bench.get('fingerprint', '?')} · "
+        f"{bench.get('sizes', {}).get('test', '?')} test images · ± = 95% bootstrap CI half-width"
+    )
+    table.add_column("Configuration", no_wrap=True)
+    for _, title in COLUMNS:
+        table.add_column(title, justify="right")
+    for title in ("ΔF1 vs base", "p", "McNemar p"):
+        table.add_column(title, justify="right")
+    for r in ordered(rows):
+        item = analysis["configs"][r["config_id"]]
+        pf, mc = item["paired"].get("macro_f1"), item["mcnemar"]
+        table.add_row(
+            r["config_id"],
+            *(_fmt_ci(float(r["metrics"][m]), item["ci"].get(m)) for m, _ in COLUMNS),
+            f"{pf.estimate:+.3f}" if pf else "–",
+            fmt_p(pf.p_value) if pf else "–",
+            fmt_p(mc.p_value) if mc else "–",
+        )
+    return table
+
+
+@click.command("report")
+@click.argument("directory", type=_DIR)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the outputs (default: DIRECTORY itself).",
+)
+@click.option("--resamples", type=click.IntRange(min=100), default=1000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
+def report_cmd(
+    directory: Path, out: Path | None, resamples: int, seed: int, no_plots: bool
+) -> None:
+    """Re-render every report of DIRECTORY from its results.sqlite alone."""
+    from harness.exports import analyse, write_all
+    from harness.store import ResultsStore
+
+    try:
+        with ResultsStore.open(directory, create=False) as store:
+            rows, provenance, baselines = store.load()
+        if not rows:
+            raise DataError(f"{store.path}: no finished configuration to report")
+        target = out or directory
+        analysis = analyse(rows, provenance, resamples, seed)
+        written = write_all(
+            target, rows, provenance, baselines, plots=not no_plots, analysis=analysis
+        )
+    except HarnessError as exc:
+        fail(exc)
+    console.print(report_table(rows, provenance, analysis))
+    console.print(f"{len(written)} files written to [bold]{target}[/bold]")
+
+
+def _parse_pairs(values: Sequence[str]) -> list[tuple[str, str]]:
+    pairs = []
+    for v in values:
+        a, sep, b = v.partition("=")
+        if not sep or not a or not b:
+            fail(f"--pair {v!r}: expected A_ID=B_ID, e.g. --pair base=base")
+        pairs.append((a, b))
+    return pairs
+
+
+@click.command("compare")
+@click.argument("dir_a", type=_DIR)
+@click.argument("dir_b", type=_DIR)
+@click.option(
+    "--pair",
+    "pairs",
+    multiple=True,
+    metavar="A_ID=B_ID",
+    help="Configurations to compare (default: every configuration id present in both).",
+)
+@click.option("--resamples", type=click.IntRange(min=100), default=1000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the comparison as Markdown to this file.",
+)
+def compare_cmd(
+    dir_a: Path, dir_b: Path, pairs: tuple[str, ...], resamples: int, seed: int, out: Path | None
+) -> None:
+    """Compare two results directories with paired tests on their shared test images."""
+    from harness import stats
+    from harness.atomic import write_text_atomic
+    from harness.exports import classes_of, fmt_p
+    from harness.exports.compare import compare_runs, comparison_markdown
+    from harness.store import ResultsStore
+
+    try:
+        with ResultsStore.open(dir_a, create=False) as sa:
+            rows_a, prov_a, _ = sa.load()
+        with ResultsStore.open(dir_b, create=False) as sb:
+            rows_b, prov_b, _ = sb.load()
+        fa = prov_a.get("benchmark", {}).get("fingerprint")
+        fb = prov_b.get("benchmark", {}).get("fingerprint")
+        if fa and fb and fa != fb:
+            raise DataError(
+                f"{sa.path} (benchmark {fa}) and {sb.path} (benchmark {fb}) were scored on "
+                "different benchmarks: paired tests need the same test images"
+            )
+        classes = classes_of([*rows_a, *rows_b], prov_a)
+        results = compare_runs(rows_a, rows_b, classes, _parse_pairs(pairs), resamples, seed)
+        if out:
+            write_text_atomic(out, comparison_markdown(results, str(dir_a), str(dir_b)))
+    except HarnessError as exc:
+        fail(exc)
+    table = Table(title=f"A = {dir_a}  ·  B = {dir_b}  ·  Δ = B − A (95% paired bootstrap CI)")
+    for col in ("A", "B", "n"):
+        table.add_column(col, justify="right" if col == "n" else "left")
+    for m in stats.HEADLINE:
+        table.add_column(f"Δ{m}", justify="right")
+        table.add_column("p", justify="right")
+    table.add_column("McNemar p", justify="right")
+    for r in results:
+        cells = []
+        for m in stats.HEADLINE:
+            p = r["paired"][m]
+            cells += [f"{p.estimate:+.3f} [{p.low:+.3f}, {p.high:+.3f}]", fmt_p(p.p_value)]
+        table.add_row(r["a"], r["b"], str(r["n_shared"]), *cells, fmt_p(r["mcnemar"].p_value))
+    console.print(table)
+    if out:
+        console.print(f"Comparison written to [bold]{out}[/bold]")

@@ -1,0 +1,59 @@
+"""Shared helpers of the exporters: columns, number formats, ordering, best values."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("macro_f1", "Macro-F1"),
+    ("accuracy", "Accuracy"),
+    ("rouge_l", "ROUGE-L"),
+    ("invalid_rate", "Invalid"),
+)
+# Mirrors harness.metrics.METRICS[*].higher_is_better without importing scikit-learn (2 s),
+# which would dominate `harness report`.
+HIGHER = {"macro_f1": True, "accuracy": True, "rouge_l": True, "invalid_rate": False}
+SMALL_CLASS = 30
+Rows = Sequence[Mapping[str, Any]]
+
+
+def fmt_params(n: int | None) -> str:
+    if n is None:
+        return "–"
+    if n >= 1_000_000:
+        return f"{n / 1e6:.2f}M"
+    return f"{n / 1e3:.1f}k" if n >= 1_000 else str(n)
+
+
+def fmt_p(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def slug(config_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", config_id).strip("_") or "config"
+
+
+def classes_of(rows: Rows, provenance: Mapping[str, Any]) -> list[str]:
+    classes = list(provenance.get("benchmark", {}).get("classes") or [])
+    return classes or sorted({p["label"] for r in rows for p in r.get("predictions", [])})
+
+
+def ordered(rows: Rows) -> list[Mapping[str, Any]]:
+    """Best Macro-F1 first; ties keep their order."""
+    return sorted(rows, key=lambda r: -float(r["metrics"].get("macro_f1", 0.0)))
+
+
+def best(rows: Rows) -> dict[str, float]:
+    out = {}
+    for m, _ in COLUMNS:
+        vals = [float(r["metrics"][m]) for r in rows if m in r["metrics"]]
+        if vals:
+            out[m] = max(vals) if HIGHER.get(m, True) else min(vals)
+    return out
+
+
+def cell(r: Mapping[str, Any], an: Mapping[str, Any], m: str) -> tuple[float, float | None]:
+    ci = an["configs"][r["config_id"]]["ci"].get(m)
+    return float(r["metrics"][m]), (ci.half_width if ci else None)

@@ -1,0 +1,102 @@
+"""Two results directories side by side: paired tests on the test images both answered."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from harness import stats
+from harness.errors import DataError
+from harness.exports.common import fmt_p
+
+Row = Mapping[str, Any]
+
+
+def match_pairs(
+    rows_a: Sequence[Row], rows_b: Sequence[Row], pairs: Sequence[tuple[str, str]] = ()
+) -> list[tuple[Row, Row]]:
+    """Explicit ``(id_a, id_b)`` pairs, else every configuration id present in both runs."""
+    by_a = {r["config_id"]: r for r in rows_a}
+    by_b = {r["config_id"]: r for r in rows_b}
+    if not pairs:
+        pairs = [(cid, cid) for cid in by_a if cid in by_b]
+    if not pairs:
+        raise DataError(
+            f"the runs share no configuration id (A: {', '.join(by_a) or '-'}; "
+            f"B: {', '.join(by_b) or '-'}); name pairs with --pair A_ID=B_ID"
+        )
+    missing = [a for a, _ in pairs if a not in by_a] + [b for _, b in pairs if b not in by_b]
+    if missing:
+        raise DataError(f"unknown configuration id(s): {', '.join(missing)}")
+    return [(by_a[a], by_b[b]) for a, b in pairs]
+
+
+def compare_runs(
+    rows_a: Sequence[Row],
+    rows_b: Sequence[Row],
+    classes: Sequence[str],
+    pairs: Sequence[tuple[str, str]] = (),
+    n_resamples: int = stats.DEFAULT_RESAMPLES,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """For each pair: metrics of A and B on the shared images, paired bootstrap B - A, McNemar."""
+    out = []
+    for ra, rb in match_pairs(rows_a, rows_b, pairs):
+        ea = stats.encode(ra.get("predictions", []), classes)
+        eb = stats.encode(rb.get("predictions", []), classes)
+        ids = stats.shared_ids(ea, eb)
+        if not ids:
+            raise DataError(f"{ra['config_id']} and {rb['config_id']} share no test images")
+        try:
+            paired = stats.paired_bootstrap(ea, eb, n_resamples=n_resamples, seed=seed)
+        except ValueError as exc:
+            raise DataError(f"{ra['config_id']} vs {rb['config_id']}: {exc}") from exc
+        out.append(
+            {
+                "a": ra["config_id"],
+                "b": rb["config_id"],
+                "n_shared": len(ids),
+                "n_a": ea.n,
+                "n_b": eb.n,
+                "metrics_a": stats.point_metrics(ea.subset(ids)),
+                "metrics_b": stats.point_metrics(eb.subset(ids)),
+                "paired": paired,
+                "mcnemar": stats.mcnemar_encoded(ea, eb),
+            }
+        )
+    return out
+
+
+def comparison_markdown(
+    results: Sequence[Mapping[str, Any]], label_a: str, label_b: str, note: str = ""
+) -> str:
+    lines = [
+        "# cxr-harness comparison",
+        "",
+        f"A = `{label_a}`, B = `{label_b}`. Δ = B − A on the test images both answered; "
+        "95% paired bootstrap CI and two-sided p; McNemar's test on accuracy.",
+    ]
+    if note:
+        lines += ["", note]
+    heads = " | ".join(f"{m} A | {m} B | Δ [95% CI] | p" for m in stats.HEADLINE)
+    lines += [
+        "",
+        f"| A | B | n | {heads} | McNemar p |",
+        "|---|---|---:|" + "---:|" * (4 * len(stats.HEADLINE) + 1),
+    ]
+    for r in results:
+        cells = []
+        for m in stats.HEADLINE:
+            p = r["paired"][m]
+            cells += [
+                f"{r['metrics_a'][m]:.3f}",
+                f"{r['metrics_b'][m]:.3f}",
+                f"{p.estimate:+.3f} [{p.low:+.3f}, {p.high:+.3f}]",
+                fmt_p(p.p_value),
+            ]
+        lines.append(
+            f"| {r['a']} | {r['b']} | {r['n_shared']} | "
+            + " | ".join(cells)
+            + f" | {fmt_p(r['mcnemar'].p_value)} |"
+        )
+    return "\n".join(lines) + "\n"

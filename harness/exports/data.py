@@ -1,0 +1,95 @@
+"""Machine-readable outputs: results.csv, results.json and predictions.jsonl."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from harness import stats
+from harness.exports.common import COLUMNS, Rows
+
+
+def results_csv(rows: Rows, analysis: Mapping[str, Any]) -> str:
+    heads = ["config_id", "trainer", "augmenter", "synthesizer", "seed", "n_test"]
+    for m, _ in COLUMNS:
+        heads += [m, f"{m}_ci_low", f"{m}_ci_high"]
+    for m in stats.HEADLINE:
+        heads += [f"delta_{m}_vs_base", f"delta_{m}_ci_low", f"delta_{m}_ci_high", f"p_{m}"]
+    heads += ["mcnemar_p", "trainable_params", "train_seconds", "eval_seconds"]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(heads)
+    for r in rows:
+        item = analysis["configs"][r["config_id"]]
+        vals: list[Any] = [
+            r["config_id"],
+            r.get("trainer"),
+            r.get("augmenter"),
+            r.get("synthesizer"),
+            r.get("seed"),
+            r.get("n_test"),
+        ]
+        for m, _ in COLUMNS:
+            ci = item["ci"].get(m)
+            vals += [r["metrics"].get(m), ci.low if ci else "", ci.high if ci else ""]
+        for m in stats.HEADLINE:
+            p = item["paired"].get(m)
+            vals += [p.estimate, p.low, p.high, p.p_value] if p else ["", "", "", ""]
+        mc = item["mcnemar"]
+        vals += [
+            mc.p_value if mc else "",
+            r.get("trainable_params"),
+            r.get("train_seconds"),
+            r.get("eval_seconds"),
+        ]
+        writer.writerow(vals)
+    return buf.getvalue()
+
+
+def results_json(
+    rows: Rows,
+    provenance: Mapping[str, Any],
+    baselines: Mapping[str, Any],
+    analysis: Mapping[str, Any],
+) -> str:
+    results = []
+    for r in rows:
+        item = analysis["configs"][r["config_id"]]
+        results.append(
+            {
+                **{k: v for k, v in r.items() if k != "predictions"},
+                "ci": {m: ci.as_dict() for m, ci in item["ci"].items()},
+                "paired_vs_base": {m: p.as_dict() for m, p in item["paired"].items()},
+                "mcnemar_vs_base": item["mcnemar"].as_dict() if item["mcnemar"] else None,
+                "per_class": item.get("per_class", []),
+                "confusion": {
+                    "classes": item.get("classes", []),
+                    "matrix": item["confusion"].tolist() if "confusion" in item else [],
+                },
+            }
+        )
+    seeds = {k: {m: s.as_dict() for m, s in v.items()} for k, v in analysis["seeds"].items()}
+    doc = {
+        "provenance": provenance,
+        "baselines": baselines,
+        "results": results,
+        "seeds": seeds,
+        "bootstrap": {
+            "n_resamples": analysis["n_resamples"],
+            "seed": analysis["seed"],
+            "confidence": 0.95,
+        },
+    }
+    return json.dumps(doc, indent=2, default=str) + "\n"
+
+
+def predictions_jsonl(rows: Rows) -> str:
+    lines = [
+        json.dumps({"config_id": r["config_id"], **p}, default=str)
+        for r in rows
+        for p in r.get("predictions", [])
+    ]
+    return "\n".join(lines) + "\n"

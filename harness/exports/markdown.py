@@ -1,0 +1,248 @@
+"""Markdown outputs: the leaderboard (CIs, paired tests, seeds), per-class tables, caveats and
+the provenance block."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from harness import stats
+from harness.exports.common import (
+    COLUMNS,
+    SMALL_CLASS,
+    Rows,
+    best,
+    cell,
+    classes_of,
+    fmt_p,
+    fmt_params,
+    ordered,
+)
+
+
+def leaderboard_markdown(
+    rows: Rows,
+    provenance: Mapping[str, Any],
+    baselines: Mapping[str, Any],
+    analysis: Mapping[str, Any] | None = None,
+) -> str:
+    """The Markdown leaderboard (reports.leaderboard_markdown plus CIs, paired tests, seeds)."""
+    an = analysis or stats.analyse(rows, classes_of(rows, provenance))
+    bench = provenance.get("benchmark", {})
+    top = best(rows)
+    lines = [
+        "# cxr-harness leaderboard",
+        "",
+        f"Benchmark **{bench.get('name', '?')}** (fingerprint `{bench.get('fingerprint', '?')}`, "
+        f"{bench.get('sizes', {}).get('test', '?')} test images), model "
+        f"`{provenance.get('model', {}).get('model', '?')}`, prompt hash "
+        f"`{provenance.get('prompt_hash', '?')}`.",
+        "",
+        f"Values are estimate ± half-width of the 95% percentile bootstrap CI "
+        f"({an['n_resamples']} resamples, seed {an['seed']}); best per column in bold. "
+        "Δ and p compare with base on the same test images (paired bootstrap; McNemar for "
+        "accuracy).",
+        "",
+        "| Configuration | " + " | ".join(t for _, t in COLUMNS) + " | ΔMacro-F1 vs base | p "
+        "| McNemar p | Trainable | Train s |",
+        "|---|" + "---:|" * (len(COLUMNS) + 5),
+    ]
+    for r in ordered(rows):
+        cells = []
+        for m, _ in COLUMNS:
+            v, hw = cell(r, an, m)
+            text = f"{v:.3f}" + (f" ± {hw:.3f}" if hw is not None else "")
+            cells.append(f"**{text}**" if abs(v - top[m]) < 1e-12 else text)
+        item = an["configs"][r["config_id"]]
+        pf = item["paired"].get("macro_f1")
+        mc = item["mcnemar"]
+        cells += [
+            f"{pf.estimate:+.3f} [{pf.low:+.3f}, {pf.high:+.3f}]" if pf else "–",
+            fmt_p(pf.p_value) if pf else "–",
+            fmt_p(mc.p_value) if mc else "–",
+            fmt_params(r.get("trainable_params")),
+            f"{float(r.get('train_seconds') or 0):.1f}",
+        ]
+        lines.append(f"| {r['config_id']} | " + " | ".join(cells) + " |")
+    maj = baselines.get("majority")
+    if maj:
+        lines.append(
+            f"| *majority-class baseline* | {maj['macro_f1']:.3f} | {maj['accuracy']:.3f} "
+            "| – | 0.000 | – | – | – | – | – |"
+        )
+    lines += _paired_md(rows, an) + _seeds_md(an)
+    lines += ["", "## Caveats", ""] + [f"- {c}" for c in caveats(rows, provenance, an)]
+    lines += ["", "## Provenance", ""] + [
+        f"- {k}: {v}" for k, v in provenance_block(rows, provenance)
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _paired_md(rows: Rows, an: Mapping[str, Any]) -> list[str]:
+    out = ["", "## Paired tests against base", ""]
+    if not an["base"]:
+        return out + ["No base row: no paired tests."]
+    out += [
+        "| Configuration | n | "
+        + " | ".join(f"Δ{t} [95% CI] | p" for _, t in COLUMNS[:3])
+        + " | McNemar b/c | McNemar p |",
+        "|---|" + "---:|" * 9,
+    ]
+    for r in rows:
+        item = an["configs"][r["config_id"]]
+        if not item["paired"]:
+            continue
+        cells = []
+        for m in stats.HEADLINE:
+            p = item["paired"][m]
+            cells += [f"{p.estimate:+.3f} [{p.low:+.3f}, {p.high:+.3f}]", fmt_p(p.p_value)]
+        mc = item["mcnemar"]
+        n = item["paired"]["macro_f1"].n
+        cells += [f"{mc.b}/{mc.c}", f"{fmt_p(mc.p_value)} ({mc.method})"]
+        out.append(f"| {r['config_id']} | {n} | " + " | ".join(cells) + " |")
+    return out
+
+
+def _seeds_md(an: Mapping[str, Any]) -> list[str]:
+    if not an["seeds"]:
+        return []
+    out = [
+        "",
+        "## Across training seeds (mean ± sd)",
+        "",
+        "| Recipe | Seeds | " + " | ".join(t for _, t in COLUMNS) + " |",
+        "|---|" + "---:|" * (len(COLUMNS) + 1),
+    ]
+    for rid, summ in an["seeds"].items():
+        cells = [f"{summ[m].mean:.3f} ± {summ[m].sd:.3f}" for m, _ in COLUMNS]
+        out.append(f"| {rid} | {summ['macro_f1'].n} | " + " | ".join(cells) + " |")
+    return out
+
+
+def per_class_markdown(rows: Rows, analysis: Mapping[str, Any]) -> str:
+    lines = ["# Per-class results", "", "Invalid answers count as wrong (false negatives)."]
+    for r in rows:
+        item = analysis["configs"][r["config_id"]]
+        if "per_class" not in item:
+            continue
+        lines += [
+            "",
+            f"## {r['config_id']}",
+            "",
+            "| Class | n | Precision | Recall | F1 | Predicted | Invalid |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for c in item["per_class"]:
+            lines.append(
+                f"| {c['class']} | {c['support']} | {c['precision']:.3f} | {c['recall']:.3f} "
+                f"| {c['f1']:.3f} | {c['predicted']} | {c['invalid']} |"
+            )
+        cols = item["classes"] + ["invalid"]
+        lines += [
+            "",
+            "Confusion matrix (rows: true, columns: predicted)",
+            "",
+            "| true \\ pred | " + " | ".join(cols) + " |",
+            "|---|" + "---:|" * len(cols),
+        ]
+        for name, counts in zip(item["classes"], item["confusion"], strict=True):
+            lines.append(f"| {name} | " + " | ".join(str(int(x)) for x in counts) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- caveats and provenance
+
+
+def caveats(rows: Rows, provenance: Mapping[str, Any], an: Mapping[str, Any]) -> list[str]:
+    """Automatic caveats: synthetic text, small classes, exclusions, de-duplication, seeds."""
+    bench = provenance.get("benchmark", {})
+    out = [str(c) for c in provenance.get("caveats", [])]
+    synths = sorted({str(r.get("synthesizer")) for r in rows} - {"none", "None"})
+    if synths:
+        out.append(
+            f"Training report texts were synthesized ({', '.join(synths)}), not written by "
+            "radiologists; ROUGE-L measures agreement with the benchmark's reference reports."
+        )
+    if bench.get("synthetic_references"):
+        out.append("The benchmark's reference reports are synthetic.")
+    raw = bench.get("test_counts") or {}
+    order = [c for c in an.get("classes", []) if c in raw] + sorted(set(raw) - set(an["classes"]))
+    counts = {c: raw[c] for c in order}
+    if counts:
+        sizes = ", ".join(f"{k} {v}" for k, v in counts.items())
+        out.append(f"Test images per class: {sizes}.")
+        small = [k for k, v in counts.items() if v < SMALL_CLASS]
+        if small:
+            out.append(
+                f"Classes with fewer than {SMALL_CLASS} test images ({', '.join(small)}) have "
+                "wide per-class intervals; read their precision/recall/F1 with care."
+            )
+    excluded = bench.get("excluded_classes")
+    if excluded:
+        out.append(f"Excluded classes: {', '.join(map(str, excluded))}.")
+    dedup = bench.get("dedup")
+    if dedup:
+        items = dedup.items() if isinstance(dedup, Mapping) else [("removed", dedup)]
+        out.append("De-duplication: " + ", ".join(f"{k} {v}" for k, v in items) + ".")
+    elif "dedup" not in bench:
+        out.append("De-duplication counts were not recorded by this benchmark loader.")
+    bad = [
+        f"{r['config_id']} {r['metrics']['invalid_rate']:.1%}"
+        for r in rows
+        if r["metrics"].get("invalid_rate", 0) > 0
+    ]
+    out.append(
+        "Unparseable answers count as wrong in Macro-F1 and accuracy"
+        + (f" (invalid rate: {'; '.join(bad)})." if bad else "; no answer was invalid.")
+    )
+    sizes = {r["config_id"]: len(r.get("predictions", [])) for r in rows}
+    if len(set(sizes.values())) > 1:
+        out.append(f"Configurations answered different numbers of test images: {sizes}.")
+    if any(r.get("trainer") != "base" for r in rows) and not an["seeds"]:
+        out.append(
+            "Each fine-tuned recipe ran with a single training seed: intervals reflect test-set "
+            "sampling only, not training variance."
+        )
+    return out
+
+
+def provenance_block(rows: Rows, provenance: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(label, value) pairs of everything needed to reproduce the numbers."""
+    bench = provenance.get("benchmark", {})
+    model = provenance.get("model", {})
+    gen = provenance.get("generation", {})
+
+    def distinct(key: str) -> str:
+        vals = sorted({str(r.get(key)) for r in rows if r.get(key)})
+        return ", ".join(vals) or "–"
+
+    adapters = [f"{r['config_id']}={r['adapter_hash']}" for r in rows if r.get("adapter_hash")]
+    return [
+        (
+            "Benchmark",
+            f"{bench.get('name', '?')} (fingerprint {bench.get('fingerprint', '?')}; "
+            + ", ".join(f"{k} {v}" for k, v in (bench.get("sizes") or {}).items())
+            + ")",
+        ),
+        (
+            "Model",
+            f"{model.get('model', '?')} revision {model.get('revision') or '–'}, weights "
+            f"hash {model.get('weights_hash') or model.get('hash') or '–'}, dtype "
+            f"{model.get('dtype', '?')}",
+        ),
+        ("Adapter hashes", ", ".join(adapters) or "–"),
+        ("Prompt hash", str(provenance.get("prompt_hash", "?"))),
+        ("Chat-template hashes", distinct("chat_template_hash")),
+        ("Generation", json.dumps(gen, sort_keys=True)),
+        (
+            "Image size",
+            f"min_pixels {model.get('min_pixels', '?')}, max_pixels {model.get('max_pixels', '?')}",
+        ),
+        ("Batch size", str(gen.get("batch_size", "?"))),
+        ("Seeds", str(provenance.get("seeds", sorted({r.get("seed") for r in rows}, key=str)))),
+        ("Packages", ", ".join(f"{k} {v}" for k, v in provenance.get("packages", {}).items())),
+        ("Git commit", str(provenance.get("git_commit", "?"))),
+        ("Hardware", json.dumps(provenance.get("hardware", {}), sort_keys=True)),
+        ("Started", str(provenance.get("started", "?"))),
+    ]

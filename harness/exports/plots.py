@@ -1,0 +1,112 @@
+"""PNG plots (matplotlib, Agg backend): a confusion matrix per configuration and a metric bar
+chart with CI whiskers. matplotlib is imported lazily (it is slow to import)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness import stats
+from harness.exports.common import COLUMNS, Rows, ordered, slug
+
+
+def _figure(width: float, height: float) -> Any:
+    """A bare Agg figure: no pyplot state, nothing to close, safe in threads and servers."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def plot_confusion(path: Path, title: str, item: Mapping[str, Any]) -> None:
+    """Counts annotated; colour = share of the true class (row-normalised)."""
+    mat = item["confusion"]
+    cols = item["classes"] + ["invalid"]
+    share = mat / mat.sum(axis=1, keepdims=True).clip(min=1)
+    size = max(4.0, 0.55 * len(cols) + 2.0)
+    fig = _figure(size + 0.8, size)
+    ax = fig.add_axes((0.2, 0.2, 0.62, 0.7))
+    cax = fig.add_axes((0.86, 0.2, 0.03, 0.7))
+    im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), v in np.ndenumerate(mat):
+        if v:
+            ax.text(
+                j,
+                i,
+                str(v),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if share[i, j] > 0.6 else "black",
+            )
+    ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(item["classes"])), item["classes"], fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.axvline(len(cols) - 1.5, color="grey", lw=0.8)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, cax=cax, label="share of true class")
+    _save(fig, path)
+
+
+def plot_metrics(path: Path, rows: Rows, analysis: Mapping[str, Any]) -> None:
+    """Grouped bars of the headline metrics with 95% bootstrap CI whiskers."""
+    rows_sorted = ordered(rows)
+    metrics = [(m, t) for m, t in COLUMNS if m in stats.HEADLINE]
+    width = 0.8 / len(metrics)
+    fig = _figure(max(6.0, 1.1 * len(rows_sorted) + 2), 4.5)
+    ax = fig.subplots()
+    x = np.arange(len(rows_sorted))
+    for k, (m, title) in enumerate(metrics):
+        vals = np.array([float(r["metrics"][m]) for r in rows_sorted])
+        cis = [analysis["configs"][r["config_id"]]["ci"].get(m) for r in rows_sorted]
+        err = np.array(
+            [[v - c.low, c.high - v] if c else [0, 0] for v, c in zip(vals, cis, strict=True)]
+        )
+        ax.bar(
+            x + (k - (len(metrics) - 1) / 2) * width,
+            vals,
+            width,
+            label=title,
+            yerr=err.T.clip(min=0),
+            capsize=3,
+            error_kw={"lw": 0.8},
+        )
+    ax.set_xticks(x, [r["config_id"] for r in rows_sorted], rotation=20, ha="right", fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("score (95% bootstrap CI)")
+    ax.legend(fontsize=8, ncols=len(metrics), loc="upper right")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()  # one figure only: worth the extra draw for long configuration names
+    _save(fig, path)
+
+
+def _save(fig: Any, path: Path) -> None:
+    """Render to a temp file then rename, like every other output."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def write_plots(out: Path, rows: Rows, analysis: Mapping[str, Any]) -> list[Path]:
+    paths = [out / "metrics.png"]
+    plot_metrics(paths[0], rows, analysis)
+    for r in rows:
+        item = analysis["configs"][r["config_id"]]
+        if "confusion" in item:
+            paths.append(out / f"confusion-{slug(r['config_id'])}.png")
+            f1, n = r["metrics"].get("macro_f1", float("nan")), int(item["confusion"].sum())
+            plot_confusion(paths[-1], f"{r['config_id']}  (Macro-F1 {f1:.3f}, n={n})", item)
+    return paths

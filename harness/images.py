@@ -1,0 +1,190 @@
+"""Robust image decoding for user data sets, and a chunked process pool for image work.
+
+Every decoded image is converted to one canonical form, 8-bit grayscale (``L``):
+
+* 16-bit / 32-bit grayscale (``I;16``, ``I``, ``F``) is min-max *rescaled* to 0..255, never
+  clipped (``convert("L")`` would turn most of a 16-bit radiograph white);
+* palette, CMYK, YCbCr and RGB images are converted; images with alpha are composited onto black;
+* EXIF orientation is honoured.
+
+Zero-byte, non-image, corrupt and truncated files, and images over a decompression-bomb pixel
+limit, raise :class:`ImageLoadError` (a ``DataError``) with a short ``reason`` so callers can
+skip, count and list them.
+"""
+
+from __future__ import annotations
+
+import io
+import multiprocessing as mp
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Any, TypeVar
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from harness.errors import DataError, OptionError
+
+CANONICAL_MODE = "L"
+# Refuse anything over 50 megapixels (a 7,000 x 7,000 radiograph): a decompression-bomb guard.
+DEFAULT_MAX_PIXELS = 50_000_000
+
+# progress(stage, done, total): how library code reports long steps; the CLI renders it.
+ProgressFn = Callable[[str, int, int], None]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class ImageLoadError(DataError):
+    """One file could not be turned into an image; ``reason`` is a short category."""
+
+    def __init__(self, name: str, reason: str, detail: str = "") -> None:
+        self.name, self.reason, self.detail = name, reason, detail
+        super().__init__(f"{name}: {reason}" + (f" ({detail})" if detail else ""))
+
+
+def _rescale(arr: np.ndarray) -> np.ndarray:
+    arr = arr.astype(np.float64)
+    lo, hi = float(arr.min()), float(arr.max())
+    if hi <= lo:
+        return np.full(arr.shape, 0 if hi <= 0 else 255, dtype=np.uint8)
+    return np.round((arr - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+
+
+def to_canonical(image: Image.Image) -> Image.Image:
+    """Convert any PIL image to 8-bit grayscale, rescaling high bit depths and dropping alpha."""
+    mode = image.mode
+    if mode == CANONICAL_MODE:
+        return image
+    if mode.startswith("I") or mode == "F":
+        return Image.fromarray(_rescale(np.asarray(image)), mode="L")
+    if mode in ("P", "PA"):
+        image = image.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("LA", "La", "RGBa", "RGBA"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        return Image.alpha_composite(background, rgba).convert("L")
+    if mode != "RGB":
+        image = image.convert("RGB")  # CMYK, YCbCr, LAB, HSV, 1
+    return image.convert("L")
+
+
+def decode_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode ``data`` (a whole file) into a canonical image; ImageLoadError names ``name``."""
+    if not data:
+        raise ImageLoadError(name, "empty", "zero-byte file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageLoadError(
+                    name, "too-large", f"{width}x{height} exceeds {max_pixels:,} pixels"
+                )
+            image.load()
+            image = ImageOps.exif_transpose(image) or image
+    except ImageLoadError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageLoadError(name, "too-large", str(exc)) from None
+    except UnidentifiedImageError:
+        raise ImageLoadError(name, "not-an-image", "unrecognised image format") from None
+    except Exception as exc:  # one bad file must never crash a build: name it and move on
+        raise ImageLoadError(name, "corrupt", f"{type(exc).__name__}: {exc}") from None
+    if image.size[0] == 0 or image.size[1] == 0:
+        raise ImageLoadError(name, "corrupt", "zero-sized image")
+    return to_canonical(image)
+
+
+def load_image(path: os.PathLike[str] | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Read and decode one file (see :func:`decode_image`)."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise ImageLoadError(str(path), "unreadable", str(exc)) from None
+    return decode_image(data, str(path), max_pixels)
+
+
+def encode_png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def resolve_workers(workers: int | None) -> int:
+    if workers is None:
+        return max(1, os.cpu_count() or 1)
+    if workers < 1:
+        raise OptionError(f"--workers must be at least 1, got {workers}")
+    return workers
+
+
+_SHARED: Sequence[Any] = ()
+
+
+def _run_shared(fn: Callable[[Any], Any], start: int, stop: int) -> list[Any]:
+    return [fn(x) for x in _SHARED[start:stop]]
+
+
+def _run_items(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+    return [fn(x) for x in items]
+
+
+def parallel_map(
+    fn: Callable[[T], R],
+    items: Sequence[T],
+    workers: int | None = None,
+    progress: ProgressFn | None = None,
+    stage: str = "working",
+    chunksize: int | None = None,
+) -> list[R]:
+    """``[fn(x) for x in items]`` over a process pool, in order, reporting progress per chunk.
+
+    ``fn`` must be a picklable module-level function. With the ``fork`` start method the items
+    are inherited by the workers rather than pickled; only results travel back.
+    ``workers=1`` runs in this process (no pool).
+    """
+    n = len(items)
+    workers = min(resolve_workers(workers), max(1, n))
+    size = chunksize or max(1, min(64, n // (workers * 8) or 1))
+    bounds = [(a, min(a + size, n)) for a in range(0, n, size)]
+    results: list[Any] = [None] * n
+    done = 0
+    if progress:
+        progress(stage, 0, n)
+    if workers <= 1:
+        for a, b in bounds:
+            results[a:b] = _run_items(fn, items[a:b])
+            done += b - a
+            if progress:
+                progress(stage, done, n)
+        return results
+    global _SHARED
+    fork = "fork" in mp.get_all_start_methods()
+    ctx = mp.get_context("fork" if fork else None)
+    _SHARED = items
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            futures = {
+                (
+                    pool.submit(_run_shared, fn, a, b)
+                    if fork
+                    else pool.submit(_run_items, fn, items[a:b])
+                ): (a, b)
+                for a, b in bounds
+            }
+            for fut in as_completed(futures):
+                a, b = futures[fut]
+                results[a:b] = fut.result()
+                done += b - a
+                if progress:
+                    progress(stage, done, n)
+    finally:
+        _SHARED = ()
+    return results

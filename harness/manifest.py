@@ -1,0 +1,434 @@
+"""Frozen manifest benchmarks under ``benchmarks/NAME/``: build, verify, check leakage, load.
+
+Layout: ``images/LABEL/FILE`` (byte copies of the kept source files), ``manifest.jsonl`` (one row
+per image: id, path, sha256, label, group, split, report), ``benchmark.json`` (classes, counts,
+fingerprint over the whole manifest, hash settings, caveats) and ``build_report.json`` (every
+skipped file with its reason, empty class folders, dropped exact copies, label conflicts).
+
+The split is group-aware: exact and near duplicates are unioned into groups (harness.dedup) and a
+whole group goes to one split, stratified per class. A group whose members carry different
+labels is excluded. ``check_leakage`` therefore finds no cross-split pair at the build threshold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import tempfile
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.atomic import write_text_atomic
+from harness.benchmark import Benchmark
+from harness.data import Sample
+from harness.dedup import (
+    DEFAULT_HASH,
+    HashConfig,
+    group_duplicates,
+    near_pairs,
+    perceptual_hash,
+    pixel_sha256,
+)
+from harness.errors import DataError, OptionError
+from harness.images import (
+    DEFAULT_MAX_PIXELS,
+    ImageLoadError,
+    ProgressFn,
+    decode_image,
+    parallel_map,
+)
+from harness.importers import ImportResult, Record, Skipped
+from harness.phantoms import phantom_seed
+
+MANIFEST, META, REPORT, IMAGES = "manifest.jsonl", "benchmark.json", "build_report.json", "images"
+SPLITS = ("train", "val", "test")
+DEFAULT_ROOT = Path("benchmarks")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass
+class BuildResult:
+    path: Path
+    fingerprint: str
+    counts: dict[str, dict[str, int]]
+    report: dict[str, Any]
+    leakage_pairs: int
+
+
+@dataclass
+class VerifyResult:
+    changed: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+    fingerprint_ok: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return self.fingerprint_ok and not (self.changed or self.missing or self.extra)
+
+
+@dataclass
+class LeakageResult:
+    threshold: int
+    pairs: list[tuple[str, str, str, str, int]]  # split_a, id_a, split_b, id_b, distance
+    exact: int  # of those pairs, how many are pixel-identical
+
+
+def _analyse(args: tuple[Record, HashConfig, int]) -> dict[str, Any]:
+    """Worker: read, hash the file, decode, hash the pixels and perceptually."""
+    record, cfg, max_pixels = args
+    try:
+        data = record.read()
+    except OSError as exc:
+        return {"skip": Skipped(record.source, "unreadable", str(exc))}
+    try:
+        image = decode_image(data, record.source, max_pixels)
+    except ImageLoadError as exc:
+        return {"skip": Skipped(record.source, exc.reason, exc.detail)}
+    return {
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "pixels": pixel_sha256(image),
+        "phash": perceptual_hash(image, cfg),
+    }
+
+
+def _hash_file(args: tuple[Path, HashConfig]) -> tuple[str, str]:
+    path, cfg = args
+    image = decode_image(path.read_bytes(), str(path), 2**62)
+    return pixel_sha256(image), perceptual_hash(image, cfg)
+
+
+def _hash_sample(args: tuple[Sample, HashConfig]) -> tuple[str, str]:
+    sample, cfg = args
+    return pixel_sha256(sample.image), perceptual_hash(sample.image, cfg)
+
+
+def split_groups(
+    groups: dict[str, tuple[str, int]], val: float, test: float, seed: int
+) -> dict[str, str]:
+    """Assign each group (id -> (label, size)) to a split, stratified per label.
+
+    Per label, groups are shuffled (seeded), ordered largest first, and each goes to the split
+    furthest below its target share of that label's images.
+    """
+    if val < 0 or test <= 0 or val + test >= 1:
+        raise OptionError(f"--val {val} / --test {test}: need val >= 0, test > 0, val + test < 1")
+    shares = {"train": 1.0 - val - test, "val": val, "test": test}
+    by_label: dict[str, list[str]] = defaultdict(list)
+    for gid, (label, _) in sorted(groups.items()):
+        by_label[label].append(gid)
+    out: dict[str, str] = {}
+    for label, gids in sorted(by_label.items()):
+        rng = np.random.default_rng(phantom_seed("split", seed, label))
+        gids = [gids[i] for i in rng.permutation(len(gids))]
+        gids.sort(key=lambda g: -groups[g][1])
+        total = sum(groups[g][1] for g in gids)
+        filled = dict.fromkeys(SPLITS, 0)
+        for gid in gids:
+            split = max(SPLITS[::-1], key=lambda s: shares[s] * total - filled[s])
+            out[gid] = split
+            filled[split] += groups[gid][1]
+    return out
+
+
+def manifest_fingerprint(classes: list[str], rows: list[dict[str, Any]]) -> str:
+    digest = hashlib.sha256(json.dumps(list(classes)).encode())
+    for row in sorted(rows, key=lambda r: r["path"]):
+        digest.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode())
+    return digest.hexdigest()[:16]
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")[:60] or "image"
+
+
+def build_benchmark(
+    imported: ImportResult,
+    name: str,
+    root: Path = DEFAULT_ROOT,
+    *,
+    val: float = 0.1,
+    test: float = 0.2,
+    seed: int = 0,
+    hash_config: HashConfig = DEFAULT_HASH,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    workers: int | None = None,
+    overwrite: bool = False,
+    progress: ProgressFn | None = None,
+) -> BuildResult:
+    """Hash, de-duplicate, split group-aware and write ``root/name`` atomically."""
+    if not _NAME.match(name):
+        raise OptionError(f"--name {name!r}: use letters, digits, '.', '_' or '-'")
+    dest = Path(root) / name
+    if dest.exists() and not overwrite:
+        raise OptionError(f"{dest} already exists; pick another --name or pass --overwrite")
+    records = imported.records
+    jobs = [(r, hash_config, max_pixels) for r in records]
+    infos = parallel_map(_analyse, jobs, workers, progress, "decode + hash")
+    skipped = list(imported.skipped) + [i["skip"] for i in infos if "skip" in i]
+    good = [(r, i) for r, i in zip(records, infos, strict=True) if "skip" not in i]
+    grouping = group_duplicates(
+        [i["pixels"] for _, i in good], [i["phash"] for _, i in good], hash_config.threshold
+    )
+    members = grouping.members()
+    conflicts, exact_dropped, groups, kept = [], [], {}, []
+    for _, idx in sorted(members.items()):
+        labels = sorted({good[i][0].label for i in idx})
+        gid = "g" + min(good[i][1]["pixels"] for i in idx)[:12]
+        if len(labels) > 1:
+            who = [[good[i][0].source, good[i][0].label] for i in idx]
+            conflicts.append({"group": gid, "labels": labels, "members": who})
+            continue
+        alive = [i for i in idx if i not in grouping.exact_of]
+        for i in idx:
+            if i in grouping.exact_of:
+                kept_src = good[grouping.exact_of[i]][0].source
+                exact_dropped.append({"source": good[i][0].source, "copy_of": kept_src})
+        groups[gid] = (labels[0], len(alive))
+        kept += [(i, gid) for i in alive]
+    assignment = split_groups(groups, val, test, seed)
+    pairs, used = [], set()
+    for i, gid in kept:
+        rec, info = good[i]
+        stem = _safe(Path(rec.source).stem)
+        rel = f"{IMAGES}/{rec.label}/{stem}-{info['sha256'][:10]}{rec.suffix}"
+        if rel in used:  # identical bytes under the same stem: already dropped as exact copies
+            raise DataError(f"{rec.source}: duplicate output path {rel}")
+        used.add(rel)
+        row = {
+            "id": f"{rec.label}/{stem}-{info['sha256'][:10]}",
+            "path": rel,
+            "sha256": info["sha256"],
+            "label": rec.label,
+            "group": gid,
+            "split": assignment[gid],
+            "report": rec.report,
+            "source": rec.source,
+        }
+        pairs.append((row, rec))
+    pairs.sort(key=lambda p: (SPLITS.index(p[0]["split"]), p[0]["label"], p[0]["path"]))
+    rows = [row for row, _ in pairs]
+    classes = [c for c in imported.classes if any(r["label"] == c for r in rows)]
+    if not rows:
+        raise DataError(f"{imported.source}: no usable images (skipped {len(skipped)})")
+    counts = {s: dict(Counter(r["label"] for r in rows if r["split"] == s)) for s in SPLITS}
+    fp = manifest_fingerprint(classes, rows)
+    sizes = Counter(n for _, n in groups.values())
+    report = {
+        "source": {"kind": imported.kind, "path": imported.source},
+        "records": len(records) + len(imported.skipped),
+        "kept": len(rows),
+        "skipped": [vars(s) for s in skipped],
+        "skipped_by_reason": dict(Counter(s.reason for s in skipped)),
+        "empty_classes": imported.empty_classes,
+        "excluded_by_option": imported.excluded,
+        "exact_duplicates_dropped": exact_dropped,
+        "near_duplicate_groups": sum(v for k, v in sizes.items() if k > 1),
+        "images_in_near_duplicate_groups": sum(k * v for k, v in sizes.items() if k > 1),
+        "largest_group": max(sizes, default=0),
+        "near_pairs": grouping.near_pairs,
+        "label_conflicts": conflicts,
+    }
+    n_conf = sum(len(c["members"]) for c in conflicts)
+    caveats = [
+        f"de-duplicated at build ({hash_config.kind} {hash_config.size**2}-bit, Hamming <= "
+        f"{hash_config.threshold}): {len(exact_dropped)} exact copies dropped, "
+        f"{report['near_duplicate_groups']} duplicate groups "
+        f"({report['images_in_near_duplicate_groups']} images) kept within one split, "
+        f"{len(conflicts)} label-conflict groups ({n_conf} images) excluded, "
+        f"{len(skipped)} unreadable files skipped."
+    ]
+    if not any(r["report"] for r in rows):
+        caveats.append("No reference reports: text metrics are empty for this benchmark.")
+    meta = {
+        "name": name,
+        "classes": classes,
+        "fingerprint": fp,
+        "counts": counts,
+        "split": {"val": val, "test": test, "seed": seed},
+        "hash": hash_config.as_dict(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "caveats": caveats,
+    }
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=dest.parent))
+    try:
+        for n, (row, rec) in enumerate(pairs, start=1):
+            target = stage / row["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(rec.read())
+            if progress and (n % 50 == 0 or n == len(rows)):
+                progress("write images", n, len(rows))
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        write_text_atomic(stage / MANIFEST, text)
+        write_text_atomic(stage / META, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+        leak = check_leakage_dir(stage, workers=workers, progress=progress)
+        report["leakage_pairs_at_build"] = len(leak.pairs)
+        write_text_atomic(stage / REPORT, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        if dest.exists():
+            shutil.rmtree(dest)
+        stage.rename(dest)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return BuildResult(dest, fp, counts, report, len(leak.pairs))
+
+
+def resolve_dir(name: str, root: Path = DEFAULT_ROOT) -> Path:
+    path = Path(name) if ("/" in name or Path(name).is_absolute()) else Path(root) / name
+    if not (path / MANIFEST).is_file() or not (path / META).is_file():
+        raise DataError(f"Unknown benchmark {name!r}: no {MANIFEST} + {META} in {path}")
+    return path
+
+
+def read_manifest(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    try:
+        meta = json.loads((path / META).read_text(encoding="utf-8"))
+        rows = [json.loads(x) for x in (path / MANIFEST).read_text("utf-8").splitlines() if x]
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: unreadable manifest ({exc})") from None
+    return meta, rows
+
+
+def _sha_file(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def verify(
+    name: str,
+    root: Path = DEFAULT_ROOT,
+    workers: int | None = None,
+    progress: ProgressFn | None = None,
+) -> VerifyResult:
+    """Re-hash every file: report changed, missing and extra files and a fingerprint mismatch."""
+    path = resolve_dir(name, root)
+    meta, rows = read_manifest(path)
+    result = VerifyResult(
+        fingerprint_ok=manifest_fingerprint(meta["classes"], rows) == meta.get("fingerprint")
+    )
+    hashes = parallel_map(_sha_file, [path / r["path"] for r in rows], workers, progress, "re-hash")
+    for row, digest in zip(rows, hashes, strict=True):
+        if digest is None:
+            result.missing.append(row["path"])
+        elif digest != row["sha256"]:
+            result.changed.append(row["path"])
+    listed = {r["path"] for r in rows}
+    on_disk = {p.relative_to(path).as_posix() for p in (path / IMAGES).rglob("*") if p.is_file()}
+    result.extra = sorted(on_disk - listed)
+    return result
+
+
+def _cross_pairs(splits: dict[str, list[tuple[str, str, str]]], threshold: int) -> LeakageResult:
+    pairs: list[tuple[str, str, str, str, int]] = []
+    exact = 0
+    names = [s for s in SPLITS if s in splits]
+    for a_i, a in enumerate(names):
+        for b in names[a_i + 1 :]:
+            A, B = splits[a], splits[b]
+            for i, j, d in near_pairs([x[2] for x in A], [x[2] for x in B], threshold):
+                pairs.append((a, A[i][0], b, B[j][0], d))
+            pix = {x[1]: x[0] for x in A}
+            exact_pairs = [(a, pix[x[1]], b, x[0], 0) for x in B if x[1] in pix]
+            exact += len(exact_pairs)
+            pairs.extend(p for p in exact_pairs if p not in pairs)
+    return LeakageResult(threshold, pairs, exact)
+
+
+def check_leakage_dir(
+    path: Path,
+    threshold: int | None = None,
+    workers: int | None = None,
+    progress: ProgressFn | None = None,
+) -> LeakageResult:
+    meta, rows = read_manifest(path)
+    cfg = HashConfig(**meta["hash"])
+    if threshold is not None:
+        cfg = HashConfig(cfg.kind, cfg.size, threshold)
+    jobs = [(path / r["path"], cfg) for r in rows]
+    hashed = parallel_map(_hash_file, jobs, workers, progress, "hash for leakage check")
+    splits: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
+    for row, (pix, ph) in zip(rows, hashed, strict=True):
+        splits[row["split"]].append((row["id"], pix, ph))
+    return _cross_pairs(splits, cfg.threshold)
+
+
+def check_leakage_samples(
+    splits: dict[str, list[Sample]],
+    config: HashConfig = DEFAULT_HASH,
+    workers: int | None = None,
+    progress: ProgressFn | None = None,
+) -> LeakageResult:
+    """The same check over in-memory splits (e.g. the embedded phantom8 benchmark)."""
+    out: dict[str, list[tuple[str, str, str]]] = {}
+    for split, samples in splits.items():
+        hashed = parallel_map(
+            _hash_sample, [(s, config) for s in samples], workers, progress, f"hash {split}"
+        )
+        out[split] = [(s.id, pix, ph) for s, (pix, ph) in zip(samples, hashed, strict=True)]
+    return _cross_pairs(out, config.threshold)
+
+
+def check_leakage(
+    name: str,
+    root: Path = DEFAULT_ROOT,
+    threshold: int | None = None,
+    workers: int | None = None,
+    progress: ProgressFn | None = None,
+) -> LeakageResult:
+    return check_leakage_dir(resolve_dir(name, root), threshold, workers, progress)
+
+
+def _load_row(args: tuple[Path, dict[str, Any]]) -> Sample:
+    base, row = args
+    data = (base / row["path"]).read_bytes()
+    if hashlib.sha256(data).hexdigest() != row["sha256"]:
+        raise DataError(
+            f"{base / row['path']}: changed since build; run `harness benchmark verify`"
+        )
+    image = decode_image(data, str(base / row["path"]), 2**62)
+    return Sample(
+        id=row["id"],
+        label=row["label"],
+        image=image,
+        report=row.get("report", ""),
+        group=row["group"],
+    )
+
+
+def load_manifest_benchmark(
+    name: str,
+    root: Path = DEFAULT_ROOT,
+    workers: int | None = None,
+    progress: ProgressFn | None = None,
+) -> Benchmark:
+    """Load a built benchmark; the manifest fingerprint and every file's SHA-256 are checked."""
+    path = resolve_dir(name, root)
+    meta, rows = read_manifest(path)
+    if manifest_fingerprint(meta["classes"], rows) != meta.get("fingerprint"):
+        raise DataError(f"{path / MANIFEST}: fingerprint mismatch (edited after build?)")
+    missing = [r["path"] for r in rows if not (path / r["path"]).is_file()]
+    if missing:
+        raise DataError(f"{path}: {len(missing)} image(s) missing, e.g. {missing[0]}")
+    samples = parallel_map(_load_row, [(path, r) for r in rows], workers, progress, "load images")
+    splits: dict[str, list[Sample]] = {s: [] for s in SPLITS}
+    for row, sample in zip(rows, samples, strict=True):
+        splits[row["split"]].append(sample)
+    return Benchmark(
+        name=meta["name"],
+        classes=tuple(meta["classes"]),
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
+        fingerprint=meta["fingerprint"],
+        caveats=list(meta.get("caveats", [])),
+    )
