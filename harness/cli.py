@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import click
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -44,6 +46,8 @@ class RichProgress:
 def main() -> None:
     """cxr-harness: compare fine-tuning recipes for Qwen2.5-VL on chest X-rays, fairly."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # Library deprecation notices are for us, not for people reading a leaderboard.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")
 
 
 def _split_csv(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -126,6 +130,11 @@ def _split_csv(values: tuple[str, ...]) -> tuple[str, ...]:
 )
 @click.option("--no-base", is_flag=True, help="Skip the base-model reference row.")
 @click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run in --out: finished configurations are not recomputed.",
+)
+@click.option(
     "--threads",
     type=click.IntRange(min=1),
     default=None,
@@ -148,6 +157,7 @@ def bench(
     max_new_tokens,
     aug_copies,
     no_base,
+    resume,
     threads,
 ) -> None:
     """Run the base and fine-tuned models on a fixed held-out benchmark and rank them."""
@@ -177,6 +187,7 @@ def bench(
             max_new_tokens=max_new_tokens,
             aug_copies=aug_copies,
             include_base=not no_base,
+            resume=resume,
         )
         registry = make_registry()
         validate(spec, registry)
@@ -190,10 +201,11 @@ def bench(
             result = run_bench(spec, registry, RichProgress(progress))
     except HarnessError as exc:
         fail(exc)
-    console.print(leaderboard_table(result))
+    wide = console if console.is_terminal else Console(width=150)
+    wide.print(leaderboard_table(result))
     console.print(
-        f"Reports written to [bold]{result.out}[/bold]: leaderboard.md, results.json, "
-        "predictions.jsonl"
+        f"Reports in [bold]{result.out}[/bold]: leaderboard.md/.tex, results.json/.csv, "
+        "predictions.jsonl, per_class.md, plots/ (re-render with: harness report DIR)"
     )
 
 
@@ -205,33 +217,51 @@ def _set_threads(threads: int | None) -> None:
 
 
 def leaderboard_table(result) -> Table:
-    from harness.reports import COLUMNS, fmt_params, leaderboard_rows
+    """Terminal leaderboard: metrics with bootstrap 95% CIs and the paired test against base."""
+    from harness.exports import analyse
+    from harness.exports.common import fmt_params
 
+    an = analyse(result.rows, result.provenance)
     bench = result.provenance["benchmark"]
     table = Table(
         title=f"{bench['name']} · fingerprint {bench['fingerprint']} · "
-        f"{bench['sizes']['test']} test images"
+        f"{bench['sizes']['test']} test images · 95% bootstrap CIs"
     )
-    table.add_column("Configuration")
-    for _, title in COLUMNS:
-        table.add_column(title, justify="right")
+    for col in ("Configuration", "Macro-F1", "Accuracy", "ROUGE-L", "Invalid", "ΔF1 vs base p"):
+        table.add_column(col, justify="left" if col == "Configuration" else "right")
     table.add_column("Trainable", justify="right")
     table.add_column("Train s", justify="right")
-    for row in leaderboard_rows(result):
+    rows = sorted(result.rows, key=lambda r: -r["metrics"]["macro_f1"])
+    for row in rows:
+        item = an["configs"].get(row["config_id"], {})
+        ci = item.get("ci", {})
+
+        def cell(key: str, ci=ci, row=row) -> str:
+            if key in ci:
+                return f"{ci[key].estimate:.3f} ±{ci[key].half_width:.3f}"
+            return f"{row['metrics'][key]:.3f}"
+
+        paired = item.get("paired", {}).get("macro_f1")
+        p = "–" if paired is None else f"{paired.estimate:+.3f} p={paired.p_value:.3g}"
         table.add_row(
-            row["config"],
-            *(f"{row[k]:.3f}" for k, _ in COLUMNS),
-            fmt_params(row["trainable_params"]),
-            f"{row['train_seconds']:.1f}",
+            row["config_id"],
+            cell("macro_f1"),
+            cell("accuracy"),
+            cell("rouge_l"),
+            f"{row['metrics']['invalid_rate']:.3f}",
+            p,
+            fmt_params(row.get("trainable_params", 0)),
+            f"{row.get('train_seconds', 0):.1f}",
         )
     maj = result.baselines.get("majority")
     if maj:
         table.add_row(
-            "[dim]majority-class baseline[/dim]",
+            "[dim]majority class[/dim]",
             f"{maj['macro_f1']:.3f}",
             f"{maj['accuracy']:.3f}",
             "–",
             "0.000",
+            "–",
             "–",
             "–",
         )
@@ -259,10 +289,11 @@ def plugins_cmd() -> None:
 
 def _add_commands() -> None:
     from harness.commands.evaluate import evaluate_cmd
+    from harness.commands.report import compare_cmd, report_cmd
     from harness.commands.synth import synth
 
-    main.add_command(evaluate_cmd)
-    main.add_command(synth)
+    for command in (evaluate_cmd, synth, report_cmd, compare_cmd):
+        main.add_command(command)
 
 
 _add_commands()

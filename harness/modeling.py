@@ -199,3 +199,12 @@ def weights_hash(path: str | Path) -> str:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(chunk)
     return digest.hexdigest()[:16]
+
+
+def model_hash(spec: ModelSpec) -> str:
+    """Identity of the base weights: a content hash for local dirs, else id@revision."""
+    path = resolve_model_path(spec)
+    local = Path(path)
+    if local.is_dir():
+        return weights_hash(local)
+    return f"{spec.model}@{spec.revision or 'main'}"

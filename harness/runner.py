@@ -12,14 +12,16 @@ from typing import Any, Protocol
 from harness.adapters import update_card
 from harness.benchmark import Benchmark, load_benchmark
 from harness.components import TrainContext
-from harness.evaluation import GenerationConfig, evaluate
+from harness.errors import OptionError
+from harness.evaluation import GenerationConfig, evaluate, generate_answers, score
+from harness.exports import write_all
 from harness.metrics import majority_baseline
-from harness.modeling import ModelSpec, resolve_model_path
+from harness.modeling import ModelSpec, model_hash, resolve_model_path, weights_hash
 from harness.prompts import eval_prompt, text_hash
 from harness.provenance import chat_template_of, git_commit, hardware, package_versions
 from harness.registry import Registry
-from harness.reports import write_outputs
 from harness.spec import BenchSpec, Configuration
+from harness.store import ResultsStore, config_key, prediction_cache_key
 from harness.trainset import attach_texts, augment
 
 
@@ -106,6 +108,8 @@ def run_bench(
 ) -> BenchResult:
     progress = progress or NullProgress()
     validate(spec, registry)
+    if spec.resume and (spec.out is None or not (spec.out / "results.sqlite").is_file()):
+        raise OptionError("--resume needs --out DIR pointing at an earlier run's folder")
     out = spec.out or default_out_dir()
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -121,10 +125,11 @@ def run_bench(
         batch_size=spec.eval_batch_size or preset.eval_batch_size,
     )
     result = BenchResult(out=out)
+    base_hash = model_hash(spec.model)
     result.provenance = {
         "benchmark": bench.summary(),
         "caveats": bench.caveats,
-        "model": spec.model.resolved(),
+        "model": {**spec.model.resolved(), "weights_hash": base_hash},
         "prompt": prompt,
         "prompt_hash": text_hash(prompt),
         "generation": gen.as_dict(),
@@ -139,11 +144,39 @@ def run_bench(
             [s.label for s in bench.train], [s.label for s in bench.test], bench.classes
         )
     }
-    for config in spec.configurations():
-        row = run_configuration(spec, registry, bench, config, prompt, gen, out, progress)
-        result.rows.append(row)
-        write_outputs(result)  # after every configuration, atomically
+    with ResultsStore.open(out) as store:
+        if spec.resume:  # keep the provenance the run started with
+            result.provenance = store.load_provenance() or result.provenance
+        run_id = store.save_run(result.provenance, result.baselines)
+        for config in spec.configurations():
+            key = config_key(
+                config.id,
+                fingerprint=bench.fingerprint,
+                model=spec.model.resolved(),
+                options=_options_of(_resolve_components(spec, registry, config)),
+                generation=gen.as_dict(),
+                prompt_hash=text_hash(prompt),
+                aug_copies=spec.aug_copies,
+            )
+            if spec.resume and store.has_config(key):
+                progress.note(f"[{config.id}] finished earlier: skipped (--resume)")
+                continue
+            row = run_configuration(
+                spec, registry, bench, config, prompt, gen, out, progress, store, base_hash
+            )
+            row["config_key"] = key
+            store.save_config_result(row, run_id)  # one transaction: all of the row or none
+            result.rows = store.load_rows()
+            write_all(out, result.rows, result.provenance, result.baselines, plots=False)
+        result.rows = store.load_rows()
+    task = progress.start("render reports", 1)
+    write_all(out, result.rows, result.provenance, result.baselines)
+    task.finish()
     return result
+
+
+def _options_of(comps: dict[str, Any]) -> dict[str, Any]:
+    return {kind: comp.options.model_dump(mode="json") for kind, comp in comps.items()}
 
 
 def audit_summary(train_set: list) -> dict[str, Any]:
@@ -166,6 +199,8 @@ def run_configuration(
     gen: GenerationConfig,
     out: Path,
     progress: ProgressSink,
+    store: ResultsStore,
+    base_hash: str,
 ) -> dict[str, Any]:
     comps = _resolve_components(spec, registry, config)
     trainer = comps["trainer"]
@@ -193,12 +228,35 @@ def run_configuration(
     )
     trained = trainer.train(spec.model, train_set, val_set, workdir, context)
     train_task.finish()
-    eval_task = progress.start(f"[{config.id}] evaluate", len(bench.test))
-    ev = evaluate(
-        trained.model, trained.processor, bench.test, prompt, bench.classes, gen, eval_task.advance
-    )
-    eval_task.finish()
     template = chat_template_of(trained.processor)
+    adapter_hash = weights_hash(trained.adapter_dir) if trained.adapter_dir else ""
+    cache_key = prediction_cache_key(
+        base_hash,
+        adapter_hash,
+        bench.fingerprint,
+        text_hash(prompt),
+        text_hash(template),
+        gen.as_dict(),
+    )
+    ids = [s.id for s in bench.test]
+    eval_task = progress.start(f"[{config.id}] evaluate", len(bench.test))
+    t0 = time.perf_counter()
+    answers = store.get_cached_predictions(cache_key, ids)
+    if answers is None:
+        answers = generate_answers(
+            trained.model,
+            trained.processor,
+            [s.image for s in bench.test],
+            [prompt] * len(bench.test),
+            gen,
+            eval_task.advance,
+        )
+        store.put_cached_predictions(cache_key, answers, ids)
+    else:
+        progress.note(f"[{config.id}] predictions taken from the cache")
+    ev = score(bench.test, answers, bench.classes)
+    ev.seconds = time.perf_counter() - t0
+    eval_task.finish()
     if trained.adapter_dir is not None:
         update_card(
             trained.adapter_dir,
@@ -213,7 +271,7 @@ def run_configuration(
         "augmenter": config.augmenter if config.trainer != "base" else "none",
         "synthesizer": config.synthesizer if config.trainer != "base" else "none",
         "seed": config.seed,
-        "options": {kind: comp.options.model_dump(mode="json") for kind, comp in comps.items()},
+        "options": _options_of(comps),
         "resolved": trained.resolved,
         "synth_audit": synth_audit,
         "metrics": ev.metrics,
@@ -225,6 +283,8 @@ def run_configuration(
         "eval_seconds": round(ev.seconds, 2),
         "adapter_dir": str(trained.adapter_dir) if trained.adapter_dir else None,
         "chat_template_hash": text_hash(template),
+        "adapter_hash": adapter_hash,
+        "prediction_cache_key": cache_key,
         "history": trained.history,
         "predictions": ev.predictions,
     }

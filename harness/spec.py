@@ -71,6 +71,7 @@ class BenchSpec:
     max_new_tokens: int | None = None
     aug_copies: int = 1
     include_base: bool = True
+    resume: bool = False
 
     def configurations(self) -> list[Configuration]:
         """Base once (it does not train), then the cross product of everything else."""

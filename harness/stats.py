@@ -190,21 +190,35 @@ def _one_hot(index: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
-def weighted_metrics(enc: Encoded, weights: np.ndarray) -> dict[str, np.ndarray]:
-    """Headline metrics + invalid rate for each row of a ``(B, n)`` weight matrix."""
+def _design(enc: Encoded) -> np.ndarray:
+    """Per-sample columns whose weighted sums give every metric: TP, support and predicted
+    count per class, then correct, ROUGE-L, invalid and one."""
     k = len(enc.classes)
     t = _one_hot(enc.true, k)
     p = _one_hot(enc.pred, k + 1)[:, :k]
-    total = weights.sum(axis=1)
-    correct = (enc.true == enc.pred).astype(np.float64)
-    tp = weights @ (t * p)
-    denom = weights @ t + weights @ p  # support + predicted count
+    extra = np.stack(
+        [(enc.true == enc.pred), enc.rouge, enc.pred == k, np.ones(enc.n)], axis=1
+    ).astype(np.float64)
+    return np.concatenate([t * p, t, p, extra], axis=1)
+
+
+def weighted_metrics(enc: Encoded, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """Headline metrics + invalid rate for each row of a ``(B, n)`` weight matrix.
+
+    One matrix product: a weight row means "sample i drawn w_i times", so every count is a
+    weighted sum over samples.
+    """
+    k = len(enc.classes)
+    sums = weights @ _design(enc)
+    tp, support, predicted = sums[:, :k], sums[:, k : 2 * k], sums[:, 2 * k : 3 * k]
+    correct, rouge, invalid, total = sums[:, 3 * k :].T
+    denom = support + predicted
     f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
     return {
         "macro_f1": f1.mean(axis=1),
-        "accuracy": weights @ correct / total,
-        "rouge_l": weights @ enc.rouge / total,
-        "invalid_rate": weights @ (enc.pred == k).astype(np.float64) / total,
+        "accuracy": correct / total,
+        "rouge_l": rouge / total,
+        "invalid_rate": invalid / total,
     }
 
 
@@ -242,11 +256,13 @@ def paired_bootstrap(
     n_resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
     confidence: float = 0.95,
+    weights: np.ndarray | None = None,
 ) -> dict[str, PairedResult]:
     """Bootstrap of ``metric(b) - metric(a)`` resampling the shared images jointly.
 
     The two-sided p-value tests "no difference" by shifting the bootstrap distribution to the
-    null: ``p = (1 + #{|d* - d| >= |d|}) / (B + 1)``.
+    null: ``p = (1 + #{|d* - d| >= |d|}) / (B + 1)``. ``weights`` (``(B, n_shared)``) may be
+    passed to reuse one resampling across many comparisons.
     """
     ids = shared_ids(a, b)
     if not ids:
@@ -254,7 +270,8 @@ def paired_bootstrap(
     a, b = a.subset(ids), b.subset(ids)
     if not np.array_equal(a.true, b.true):
         raise ValueError("the shared test images carry different labels")
-    w = bootstrap_weights(len(ids), n_resamples, seed)
+    w = weights if weights is not None else bootstrap_weights(len(ids), n_resamples, seed)
+    n_resamples = w.shape[0]
     ba, bb = weighted_metrics(a, w), weighted_metrics(b, w)
     pa, pb = point_metrics(a), point_metrics(b)
     tail = (1 - confidence) / 2 * 100
@@ -388,7 +405,10 @@ def analyse(
             item["confusion"] = confusion_matrix(e)
             item["classes"] = list(e.classes)
         if base and cid != base and e.n and enc[base].n and shared_ids(enc[base], e):
-            item["paired"] = paired_bootstrap(enc[base], e, n_resamples=n_resamples, seed=seed)
+            shared = len(shared_ids(enc[base], e))
+            if shared not in weights:
+                weights[shared] = bootstrap_weights(shared, n_resamples, seed)
+            item["paired"] = paired_bootstrap(enc[base], e, weights=weights[shared])
             item["mcnemar"] = mcnemar_encoded(enc[base], e)
         per[cid] = item
     seeds = aggregate_seeds([r for r in rows if r.get("trainer") != "base"])

@@ -25,9 +25,8 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
 def cached_distributions(monkeypatch: pytest.MonkeyPatch) -> None:
     """Compute ``importlib.metadata.packages_distributions()`` once per session.
 
-    ``harness.plugins._distribution_of`` recomputes it for every registered component (~0.3 s
-    each, ~2 s per ``make_registry()``); the installed distributions do not change inside one
-    test process, so tests that build many registries share one result.
+    ``make_registry()`` scans the installed distributions (~0.3 s) every time; they do not change
+    inside one test process, so tests that build many registries share one result.
     """
     import importlib.metadata as md
 

@@ -131,7 +131,7 @@ def test_load_processor_real_checkpoint_layout(tiny_dir, tmp_path):
     assert isinstance(proc, ImageOnlyQwen2_5_VLProcessor)
     assert proc.image_processor.size.shortest_edge == 224 * 224
     out = proc(images=[Image.new("RGB", (300, 200))], text=["<|image_pad|>"], return_tensors="pt")
-    assert out["image_grid_thw"].tolist() == [[1, 16, 16]]
+    assert out["image_grid_thw"].tolist() == [[1, 12, 18]]  # aspect kept, <= 224*224 px
 
 
 def _phantoms(n: int) -> list[Image.Image]:

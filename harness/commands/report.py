@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,13 @@ def report_cmd(
         target = out or directory
         analysis = analyse(rows, provenance, resamples, seed)
         written = write_all(
-            target, rows, provenance, baselines, plots=not no_plots, analysis=analysis
+            target,
+            rows,
+            provenance,
+            baselines,
+            plots=not no_plots,
+            analysis=analysis,
+            workers=os.cpu_count() or 1,
         )
     except HarnessError as exc:
         fail(exc)

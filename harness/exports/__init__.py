@@ -42,11 +42,13 @@ def write_all(
     seed: int = 0,
     plots: bool = True,
     analysis: Mapping[str, Any] | None = None,
+    workers: int = 1,
 ) -> list[Path]:
     """Render every output into ``out_dir``; returns the paths written.
 
     ``analysis`` (from :func:`analyse`) is computed when not given; pass it to reuse the
-    bootstrap, e.g. for a console table.
+    bootstrap, e.g. for a console table. ``workers > 1`` renders plots in forked processes
+    (CLI only; keep 1 inside a process that holds CUDA).
     """
     out = Path(out_dir)
     baselines = baselines or {}
@@ -65,7 +67,7 @@ def write_all(
         write_text_atomic(out / name, text)
         written.append(out / name)
     if plots and rows:
-        written += write_plots(out / "plots", rows, an)
+        written += write_plots(out / "plots", rows, an, workers)
     return written
 
 

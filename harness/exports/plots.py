@@ -3,9 +3,11 @@ chart with CI whiskers. matplotlib is imported lazily (it is slow to import)."""
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import tempfile
 from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -94,19 +96,37 @@ def _save(fig: Any, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
     os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110)
+        fig.savefig(tmp, dpi=100, pil_kwargs={"compress_level": 1})
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
 
 
-def write_plots(out: Path, rows: Rows, analysis: Mapping[str, Any]) -> list[Path]:
-    paths = [out / "metrics.png"]
-    plot_metrics(paths[0], rows, analysis)
+def write_plots(out: Path, rows: Rows, analysis: Mapping[str, Any], workers: int = 1) -> list[Path]:
+    """metrics.png plus confusion-<config>.png per configuration.
+
+    ``workers > 1`` renders the confusion matrices in forked processes: for `harness report`
+    (a fresh CLI process), never from a process that may hold CUDA or torch threads.
+    """
+    jobs = []
     for r in rows:
         item = analysis["configs"][r["config_id"]]
         if "confusion" in item:
-            paths.append(out / f"confusion-{slug(r['config_id'])}.png")
             f1, n = r["metrics"].get("macro_f1", float("nan")), int(item["confusion"].sum())
-            plot_confusion(paths[-1], f"{r['config_id']}  (Macro-F1 {f1:.3f}, n={n})", item)
+            small = {"confusion": item["confusion"], "classes": item["classes"]}
+            title = f"{r['config_id']}  (Macro-F1 {f1:.3f}, n={n})"
+            jobs.append((out / f"confusion-{slug(r['config_id'])}.png", title, small))
+    paths = [out / "metrics.png"] + [j[0] for j in jobs]
+    _figure(1, 1)  # import matplotlib once, before any fork
+    if workers > 1 and len(jobs) > 1 and "fork" in mp.get_all_start_methods():
+        ctx = mp.get_context("fork")
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx) as pool:
+            pending = [pool.submit(plot_confusion, *job) for job in jobs]
+            plot_metrics(paths[0], rows, analysis)
+            for fut in pending:
+                fut.result()
+    else:
+        plot_metrics(paths[0], rows, analysis)
+        for job in jobs:
+            plot_confusion(*job)
     return paths

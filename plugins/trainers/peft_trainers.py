@@ -169,7 +169,7 @@ def sft_config(opts: LoraOptions, workdir: Path, steps: int, **extra: Any) -> An
         bf16=bf16,
         fp16=fp16,
         use_cpu=not torch.cuda.is_available(),
-        gradient_checkpointing=opts.gradient_checkpointing,
+        activation_checkpointing=opts.gradient_checkpointing,
         logging_steps=max(1, steps // 20),
         save_strategy="no",
         report_to=[],
@@ -268,7 +268,7 @@ class LoraTrainer(Trainer):
     ) -> TrainResult:  # noqa: ANN001 - internal
         from datasets import Dataset
         from peft import load_peft_weights, set_peft_model_state_dict
-        from transformers import TrainerCallback
+        from transformers import PrinterCallback, TrainerCallback
         from trl import SFTTrainer
 
         from cxr_harness_plugins.trainers.callbacks import EvalCallback
@@ -318,6 +318,7 @@ class LoraTrainer(Trainer):
             data_collator=collate,
             callbacks=callbacks,
         )
+        trainer.remove_callback(PrinterCallback)  # the harness renders progress itself
         t0 = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - t0
