@@ -171,3 +171,18 @@ def test_left_padding_batch_invariant(model, processor):
 def test_untrained_base_does_not_answer_in_class_format(model, processor):
     texts = _generate(model, processor, _phantoms(4), [eval_prompt(PHANTOM8_CLASSES)] * 4)
     assert not any(t.startswith("Class:") for t in texts)
+
+
+def test_pretraining_data_never_teaches_the_answer_format():
+    from harness.tiny.pretrain import image_example, phantom_pool, text_example
+
+    pool = phantom_pool("test", 6)
+    rng = random.Random(0)
+    eval_text = eval_prompt(PHANTOM8_CLASSES)
+    words = {w.lower() for c in ALL_CLASSES for w in (c, c.replace("_", " "))}
+    for _ in range(120):
+        image, prompt, answer = image_example(rng, pool)
+        assert image is not None and prompt != eval_text
+        assert "Class:" not in answer and not any(w in answer.lower() for w in words)
+        image, prompt, answer = text_example(rng, pool)
+        assert image is None and prompt != eval_text and "Class:" not in answer
