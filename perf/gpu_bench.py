@@ -15,7 +15,6 @@ import argparse
 import json
 import tempfile
 import time
-import traceback
 from pathlib import Path
 
 from rich.console import Console
@@ -65,9 +64,10 @@ def train_case(spec, trainer_name: str, opts: dict, data: list, workdir: Path) -
 
     ctx = TrainContext(classes=(), prompt="", evaluate=lambda *a: None, progress=progress)
     result = trainer.train(spec, data, [], workdir, ctx)
-    steady = times[1:] or times  # the first step includes CUDA/kernel warm-up
+    steady = times[2:] or times  # the first steps include CUDA/kernel warm-up
     per_step = sum(steady) / len(steady)
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0
+    trainable = result.trainable_params
     del result
     return {
         "trainer": trainer_name,
@@ -75,7 +75,7 @@ def train_case(spec, trainer_name: str, opts: dict, data: list, workdir: Path) -
         "samples_per_s": opts["batch_size"] / per_step,
         "s_per_step": per_step,
         "peak_gib": peak,
-        "trainable": None,
+        "trainable": trainable,
     }
 
 
@@ -97,20 +97,43 @@ def eval_case(model, processor, data: list, batch: int, new_tokens: int) -> dict
     return {"batch": batch, "images": len(images), "images_per_s": len(images) / secs}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--arch", choices=["3b", "tiny"], default="3b")
-    ap.add_argument("--steps", type=int, default=6)
-    ap.add_argument("--train-batches", default="2,8")
-    ap.add_argument("--eval-batches", default="1,8,32")
-    ap.add_argument("--new-tokens", type=int, default=96)
-    ap.add_argument("--qlora", action="store_true")
-    ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args()
-
+def run_case(case: dict) -> dict:
+    """One measurement in this (fresh) process, so peak memory is this case's alone."""
     import torch
 
     from harness.modeling import ModelSpec, load_base
+
+    spec = ModelSpec(**case["spec"])
+    data = samples(case.get("n", 64), case["size"])
+    if case["kind"] == "train":
+        row = train_case(spec, case["trainer"], case["opts"], data, Path(case["workdir"]))
+        row["gradient_checkpointing"] = case["opts"].get("gradient_checkpointing", False)
+        return row
+    model, processor = load_base(spec)
+    row = eval_case(model, processor, data, case["batch"], case["new_tokens"])
+    row["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--arch", choices=["3b", "tiny"], default="3b")
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--train-batches", default="2,8")
+    ap.add_argument("--eval-batches", default="1,8,32")
+    ap.add_argument("--new-tokens", type=int, default=96)
+    ap.add_argument("--qlora", default="", help="QLoRA batch sizes, e.g. 2,8")
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--case", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.case:  # child process: one case, JSON on the last line
+        print("CASE-RESULT " + json.dumps(run_case(json.loads(args.case))))
+        return
+
+    import subprocess
+    import sys
+
+    import torch
 
     console = Console()
     work = Path(tempfile.mkdtemp(prefix="gpu-bench-"))
@@ -120,11 +143,10 @@ def main() -> None:
         t0 = time.perf_counter()
         ckpt = write_random_checkpoint(work / "qwen2.5-vl-3b-random")
         console.print(f"random 3B checkpoint written in {time.perf_counter() - t0:.0f}s")
-        spec = ModelSpec(model=str(ckpt), min_pixels=448 * 448, max_pixels=448 * 448)
+        spec = {"model": str(ckpt), "min_pixels": 448 * 448, "max_pixels": 448 * 448}
         size = 448
     else:
-        spec, size = ModelSpec(model="tiny"), 112
-    data = samples(64, size)
+        spec, size = {"model": "tiny"}, 112
     base = {
         "r": 16,
         "alpha": 16,
@@ -137,66 +159,84 @@ def main() -> None:
         "max_steps": args.steps,
         "eval_every": None,
     }
-    rows: list[dict] = []
     cases = [("rslora", {**base, "batch_size": b}) for b in map(int, args.train_batches.split(","))]
     cases.append(("rslora", {**base, "batch_size": 8, "gradient_checkpointing": True}))
-    if args.qlora:
-        cases.append(("qlora", {**base, "batch_size": 2, "gradient_checkpointing": True}))
-    for name, opts in cases:
-        try:
-            row = train_case(spec, name, opts, data, work / f"{name}-{opts['batch_size']}")
-            row["gradient_checkpointing"] = opts.get("gradient_checkpointing", False)
-            rows.append(row)
-        except Exception as exc:  # report and go on: one OOM must not lose the other figures
-            rows.append({"trainer": name, "batch": opts["batch_size"], "error": repr(exc)[:300]})
-            traceback.print_exc()
-    evals: list[dict] = []
-    model, processor = load_base(spec)
-    for b in map(int, args.eval_batches.split(",")):
-        n = b * 2 if b > 1 else 4
-        try:
-            evals.append(eval_case(model, processor, data[:n], b, args.new_tokens))
-        except Exception as exc:
-            evals.append({"batch": b, "error": repr(exc)[:300]})
+    cases += [
+        ("qlora", {**base, "batch_size": b, "gradient_checkpointing": True})
+        for b in map(int, filter(None, args.qlora.split(",")))
+    ]
+    jobs = [
+        {
+            "kind": "train",
+            "trainer": n,
+            "opts": o,
+            "spec": spec,
+            "size": size,
+            "workdir": str(work / f"{n}-{i}"),
+        }
+        for i, (n, o) in enumerate(cases)
+    ] + [
+        {
+            "kind": "eval",
+            "batch": b,
+            "n": b * 2 if b > 1 else 4,
+            "spec": spec,
+            "size": size,
+            "new_tokens": args.new_tokens,
+        }
+        for b in map(int, args.eval_batches.split(","))
+    ]
+    rows: list[dict] = []
+    for job in jobs:
+        proc = subprocess.run(
+            [sys.executable, __file__, "--case", json.dumps(job)], capture_output=True, text=True
+        )
+        line = next((x for x in proc.stdout.splitlines() if x.startswith("CASE-RESULT ")), None)
+        if line is None:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+            rows.append({**job, "error": tail[0][:300]})
+        else:
+            rows.append({**job, **json.loads(line.removeprefix("CASE-RESULT "))})
     dev = card()
     table = Table(title=f"training ({args.arch}, {dev}, torch {torch.__version__})")
     for col in ("trainer", "batch", "grad ckpt", "samples/s", "s/step", "peak GiB"):
         table.add_column(col)
-    for r in rows:
-        if "error" in r:
-            table.add_row(r["trainer"], str(r["batch"]), "", "error", r["error"][:40], "")
-            continue
-        table.add_row(
-            r["trainer"],
-            str(r["batch"]),
-            str(r["gradient_checkpointing"]),
-            f"{r['samples_per_s']:.2f}",
-            f"{r['s_per_step']:.3f}",
-            f"{r['peak_gib']:.2f}",
-        )
-    console.print(table)
     et = Table(title=f"batched greedy eval, {args.new_tokens} new tokens ({dev})")
-    for col in ("batch", "images", "images/s"):
+    for col in ("batch", "images", "images/s", "peak GiB"):
         et.add_column(col)
-    for e in evals:
-        et.add_row(
-            str(e["batch"]),
-            str(e.get("images", "")),
-            f"{e['images_per_s']:.2f}" if "images_per_s" in e else e["error"][:60],
-        )
+    for r in rows:
+        if r["kind"] == "train":
+            if "error" in r:
+                table.add_row(
+                    r["trainer"], str(r["opts"]["batch_size"]), "", "error", r["error"][:60], ""
+                )
+                continue
+            table.add_row(
+                r["trainer"],
+                str(r["batch"]),
+                str(r["gradient_checkpointing"]),
+                f"{r['samples_per_s']:.2f}",
+                f"{r['s_per_step']:.3f}",
+                f"{r['peak_gib']:.2f}",
+            )
+        elif "error" in r:
+            et.add_row(str(r["batch"]), "", r["error"][:60], "")
+        else:
+            et.add_row(
+                str(r["batch"]),
+                str(r["images"]),
+                f"{r['images_per_s']:.2f}",
+                f"{r['peak_gib']:.2f}",
+            )
+    console.print(table)
     console.print(et)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(
             json.dumps(
-                {
-                    "card": dev,
-                    "arch": args.arch,
-                    "train": rows,
-                    "eval": evals,
-                    "torch": torch.__version__,
-                },
+                {"card": dev, "arch": args.arch, "rows": rows, "torch": torch.__version__},
                 indent=2,
+                default=str,
             )
         )
 

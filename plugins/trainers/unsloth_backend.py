@@ -24,16 +24,19 @@ def load_unsloth(
     except Exception as exc:  # unsloth raises plain exceptions on unsupported setups
         raise BackendUnavailableError(f"trainer.backend=unsloth failed to import: {exc}") from exc
 
+    from harness.processing import load_processor
+
     lo, hi = model_spec.pixels
-    model, processor = FastVisionModel.from_pretrained(
-        resolve_model_path(model_spec),
+    path = resolve_model_path(model_spec)
+    # AutoProcessor (inside Unsloth) cannot build Qwen2.5-VL's processor without torchvision and
+    # falls back to the tokenizer; the harness's image-only processor replaces it.
+    processor = load_processor(path, model_spec.revision, lo, hi)
+    model, _tokenizer = FastVisionModel.from_pretrained(
+        path,
         load_in_4bit=opts.load_in_4bit,
         use_gradient_checkpointing="unsloth" if opts.gradient_checkpointing else False,
         revision=model_spec.revision,
     )
-    if hasattr(processor, "image_processor"):
-        processor.image_processor.min_pixels = lo
-        processor.image_processor.max_pixels = hi
     model = FastVisionModel.get_peft_model(
         model,
         finetune_vision_layers=opts.finetune_vision_layers,
