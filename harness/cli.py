@@ -128,6 +128,13 @@ def _split_csv(values: tuple[str, ...]) -> tuple[str, ...]:
     show_default=True,
     help="Augmented copies added per training image (augmenter other than none).",
 )
+@click.option(
+    "--balance",
+    default=None,
+    metavar="POLICY",
+    help="Balance the train split per class: max, median or a count; small classes get "
+    "augmented copies, large ones are undersampled (replaces --aug-copies).",
+)
 @click.option("--no-base", is_flag=True, help="Skip the base-model reference row.")
 @click.option(
     "--resume",
@@ -156,6 +163,7 @@ def bench(
     eval_batch_size,
     max_new_tokens,
     aug_copies,
+    balance,
     no_base,
     resume,
     threads,
@@ -188,6 +196,7 @@ def bench(
             aug_copies=aug_copies,
             include_base=not no_base,
             resume=resume,
+            balance=balance,
         )
         registry = make_registry()
         validate(spec, registry)
@@ -288,11 +297,12 @@ def plugins_cmd() -> None:
 
 
 def _add_commands() -> None:
+    from harness.commands.benchmark import benchmark
     from harness.commands.evaluate import evaluate_cmd
     from harness.commands.report import compare_cmd, report_cmd
     from harness.commands.synth import synth
 
-    for command in (evaluate_cmd, synth, report_cmd, compare_cmd):
+    for command in (benchmark, evaluate_cmd, synth, report_cmd, compare_cmd):
         main.add_command(command)
 
 

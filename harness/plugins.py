@@ -21,6 +21,9 @@ TRACE_ENV = "CXR_HARNESS_TRACE_HOOKS"
 # tree; pluggy then skips the identical entry points.
 DEFAULT_PLUGINS: dict[str, str] = {
     "augmenters_basic": "cxr_harness_plugins.augmenters.basic",
+    "augmenters_geometric": "cxr_harness_plugins.augmenters.geometric",
+    "augmenters_photometric": "cxr_harness_plugins.augmenters.photometric",
+    "augmenters_compose": "cxr_harness_plugins.augmenters.compose",
     "synthesizers_template": "cxr_harness_plugins.synthesizers.template",
     "synthesizers_prompts": "cxr_harness_plugins.synthesizers.prompts",
     "synthesizers_gemini": "cxr_harness_plugins.synthesizers.gemini",

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.adapters import update_card
+from harness.balance import balance, parse_policy
 from harness.benchmark import Benchmark, load_benchmark
 from harness.components import TrainContext
 from harness.errors import OptionError
@@ -76,7 +77,9 @@ def _resolve_components(spec: BenchSpec, registry: Registry, config: Configurati
     trainer_entry = registry.get("trainer", config.trainer)
     fields = trainer_entry.cls.Options.model_fields
     trainer_opts = {
-        k: v for k, v in spec.model.preset.trainer_defaults.items() if k in fields and v is not None
+        k: v
+        for k, v in spec.model.preset.defaults_for(config.trainer).items()
+        if k in fields and v is not None
     }
     if "seed" in fields:
         trainer_opts["seed"] = config.seed
@@ -99,6 +102,8 @@ def validate(spec: BenchSpec, registry: Registry) -> None:
     """Fail before any work: unknown names, bad options, or a missing model path."""
     for config in spec.configurations():
         _resolve_components(spec, registry, config)
+    if spec.balance is not None:
+        parse_policy(spec.balance)
     if spec.model.model != "tiny":
         resolve_model_path(spec.model)
 
@@ -157,6 +162,7 @@ def run_bench(
                 generation=gen.as_dict(),
                 prompt_hash=text_hash(prompt),
                 aug_copies=spec.aug_copies,
+                balance=spec.balance,
             )
             if spec.resume and store.has_config(key):
                 progress.note(f"[{config.id}] finished earlier: skipped (--resume)")
@@ -206,12 +212,19 @@ def run_configuration(
     trainer = comps["trainer"]
     train_set = []
     synth_audit: dict[str, Any] = {}
+    balance_info: dict[str, Any] | None = None
     if config.trainer != "base":
         task = progress.start(f"[{config.id}] build train set", 2)
         train_set = attach_texts(bench.train, comps["synthesizer"], config.seed, prompt)
         synth_audit = audit_summary(train_set)
         task.advance()
-        train_set = augment(train_set, comps["augmenter"], spec.aug_copies, config.seed)
+        if spec.balance is not None:
+            train_set, counts = balance(
+                train_set, parse_policy(spec.balance), comps["augmenter"], config.seed
+            )
+            balance_info = {"policy": spec.balance, "counts": counts}
+        else:
+            train_set = augment(train_set, comps["augmenter"], spec.aug_copies, config.seed)
         task.advance()
         task.finish()
     train_task = progress.start(f"[{config.id}] train", 1)
@@ -274,6 +287,7 @@ def run_configuration(
         "options": _options_of(comps),
         "resolved": trained.resolved,
         "synth_audit": synth_audit,
+        "balance": balance_info,
         "metrics": ev.metrics,
         "n_test": len(bench.test),
         "n_train": len(train_set),

@@ -72,6 +72,7 @@ class BenchSpec:
     aug_copies: int = 1
     include_base: bool = True
     resume: bool = False
+    balance: str | None = None  # "max", "median" or a per-class count; replaces aug_copies
 
     def configurations(self) -> list[Configuration]:
         """Base once (it does not train), then the cross product of everything else."""

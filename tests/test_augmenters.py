@@ -142,15 +142,7 @@ def test_options_defaults():
     assert NoiseRotateOptions() == NoiseRotateOptions(max_deg=10.0, noise_std=0.03)
 
 
-I16_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="BUG plugins/augmenters/basic.py NoiseRotate.augment: Pillow's BILINEAR rotate of an "
-    "'I;16' image returns 8-bit-range values (max 244 for an input max of 39800), so 16-bit "
-    "X-rays are crushed; rotate via image.convert('I') and cast back to uint16",
-)
-
-
-@pytest.mark.parametrize("mode", ["I", "F", pytest.param("I;16", marks=I16_BUG)])
+@pytest.mark.parametrize("mode", ["I", "F", "I;16"])
 def test_high_depth_modes_keep_their_mode_and_range(mode):
     """16-bit/32-bit X-rays (e.g. 16-bit PNG) keep mode and dynamic range (no uint8 cast)."""
     base = np.asarray(_asymmetric("L")).astype(np.uint16) * 200  # up to 46000

@@ -41,7 +41,11 @@ class NoiseRotate(Augmenter):
         else:
             med = np.median(border)
             fillcolor = float(med) if mode == "F" else int(med)
-        rotated = np.asarray(image.rotate(angle, resample=Image.BILINEAR, fillcolor=fillcolor))
+        # Pillow's bilinear rotate squeezes 'I;16' into 8-bit values: rotate 16-bit as 32-bit 'I'.
+        work = image.convert("I") if mode.startswith("I;16") else image
+        rotated = np.asarray(work.rotate(angle, resample=Image.BILINEAR, fillcolor=fillcolor))
+        if mode.startswith("I;16"):
+            rotated = np.clip(rotated, 0, 65535).astype(np.uint16)
         dtype = rotated.dtype
         if np.issubdtype(dtype, np.integer) and dtype.itemsize <= 2:
             lo, hi = np.iinfo(dtype).min, np.iinfo(dtype).max

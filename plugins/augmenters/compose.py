@@ -57,15 +57,10 @@ class ComposeOptions(Options):
 
 @functools.lru_cache(maxsize=1)
 def _registry():
-    """The plugin registry, plus the built-in augmenter modules if not yet registered."""
-    from cxr_harness_plugins.augmenters import basic, compose, geometric, photometric
-    from harness.plugins import make_plugin_manager, make_registry
+    """The plugin registry (built once per process) that resolves the chained steps by name."""
+    from harness.plugins import make_registry
 
-    pm = make_plugin_manager()
-    for module in (basic, geometric, photometric, compose):
-        if not pm.is_registered(module):
-            pm.register(module, name=f"augmenters_{module.__name__.rsplit('.', 1)[-1]}")
-    return make_registry(pm)
+    return make_registry()
 
 
 class Compose(Augmenter):
