@@ -82,6 +82,13 @@ class TrainResult:
 class Trainer(Component):
     """Turns a base model spec and a training set into an evaluable model."""
 
+    def preflight(self) -> None:
+        """Raise a typed error now if this trainer cannot run here (e.g. needs CUDA).
+
+        Called for every configuration before any work starts, so a bad combination fails
+        in seconds instead of after hours of other configurations.
+        """
+
     def train(
         self,
         model_spec: ModelSpec,

@@ -101,7 +101,7 @@ def _resolve_components(spec: BenchSpec, registry: Registry, config: Configurati
 def validate(spec: BenchSpec, registry: Registry) -> None:
     """Fail before any work: unknown names, bad options, or a missing model path."""
     for config in spec.configurations():
-        _resolve_components(spec, registry, config)
+        _resolve_components(spec, registry, config)["trainer"].preflight()
     if spec.balance is not None:
         parse_policy(spec.balance)
     if spec.model.model != "tiny":

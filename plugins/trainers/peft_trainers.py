@@ -188,6 +188,15 @@ class LoraTrainer(Trainer):
     peft_extra: dict[str, Any] = {}
     force_4bit = False
 
+    def _effective_options(self) -> LoraOptions:
+        opts: LoraOptions = self.options  # type: ignore[assignment]
+        if self.force_4bit and not opts.load_in_4bit:
+            opts = opts.model_copy(update={"load_in_4bit": True})
+        return opts
+
+    def preflight(self) -> None:
+        resolve_backend(self._effective_options())
+
     def train(
         self,
         model_spec: ModelSpec,
@@ -196,9 +205,7 @@ class LoraTrainer(Trainer):
         workdir: Path,
         context: TrainContext,
     ) -> TrainResult:
-        opts: LoraOptions = self.options  # type: ignore[assignment]
-        if self.force_4bit and not opts.load_in_4bit:
-            opts = opts.model_copy(update={"load_in_4bit": True})
+        opts = self._effective_options()
         backend = resolve_backend(opts)
         if backend == "unsloth":
             from cxr_harness_plugins.trainers.unsloth_backend import load_unsloth
