@@ -49,7 +49,10 @@ def _classes(value: str | None) -> tuple[str, ...]:
 )
 @click.pass_context
 def synth(ctx, synthesizer, options, classes, n, seed, out) -> None:
-    """Generate report texts per class (e.g. --synthesizer gemini fills its on-disk cache)."""
+    """Generate report texts per class with a synthesizer, then audit them.
+
+    With --synthesizer gemini the answers fill its on-disk cache; a rerun makes no requests.
+    """
     if ctx.invoked_subcommand is not None:
         return
     from harness.atomic import write_text_atomic
