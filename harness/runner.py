@@ -147,7 +147,8 @@ def run_bench(
     result.baselines = {
         "majority": majority_baseline(
             [s.label for s in bench.train], [s.label for s in bench.test], bench.classes
-        )
+        ),
+        "same_class_reference": same_class_reference(bench),
     }
     with ResultsStore.open(out) as store:
         if spec.resume:  # keep the provenance the run started with
@@ -179,6 +180,28 @@ def run_bench(
     write_all(out, result.rows, result.provenance, result.baselines)
     task.finish()
     return result
+
+
+def same_class_reference(bench: Benchmark, seed: int = 0) -> dict[str, Any]:
+    """ROUGE-L of a random same-class train reference against each test reference.
+
+    It reads no image: what a model scores at or below this is style-matching, not reading.
+    """
+    import numpy as np
+
+    from harness.metrics import rouge_l
+
+    by_class: dict[str, list[str]] = {}
+    for s in bench.train:
+        if s.report:
+            by_class.setdefault(s.label, []).append(s.report)
+    rng = np.random.default_rng(seed)
+    scores = [
+        rouge_l(by_class[s.label][int(rng.integers(len(by_class[s.label])))], s.report)
+        for s in bench.test
+        if by_class.get(s.label) and s.report
+    ]
+    return {"rouge_l": float(np.mean(scores)) if scores else 0.0, "n": len(scores)}
 
 
 def _options_of(comps: dict[str, Any]) -> dict[str, Any]:

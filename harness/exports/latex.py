@@ -73,6 +73,12 @@ def leaderboard_latex(
             f"\\textit{{majority class}} & {maj['macro_f1']:.3f} & "
             f"{maj['accuracy']:.3f} & -- & 0.000 & -- & -- & -- \\\\",
         ]
+    oracle = baselines.get("same_class_reference")
+    if oracle:
+        lines.append(
+            f"\\textit{{same-class reference}} & -- & -- & {oracle['rouge_l']:.3f} "
+            "& -- & -- & -- & -- \\\\"
+        )
     lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
     if analysis["seeds"]:
         lines += [

@@ -71,6 +71,12 @@ def leaderboard_markdown(
             f"| *majority-class baseline* | {maj['macro_f1']:.3f} | {maj['accuracy']:.3f} "
             "| – | 0.000 | – | – | – | – | – |"
         )
+    oracle = baselines.get("same_class_reference")
+    if oracle:
+        lines.append(
+            f"| *same-class reference (ROUGE-L oracle)* | – | – | {oracle['rouge_l']:.3f} "
+            "| – | – | – | – | – | – |"
+        )
     lines += _paired_md(rows, an) + _seeds_md(an)
     lines += ["", "## Caveats", ""] + [f"- {c}" for c in caveats(rows, provenance, an)]
     lines += ["", "## Provenance", ""] + [
