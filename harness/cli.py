@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -35,10 +36,10 @@ class RichProgress:
         self.progress = progress
 
     def start(self, description: str, total: int) -> RichTask:
-        return RichTask(self.progress, self.progress.add_task(description, total=total))
+        return RichTask(self.progress, self.progress.add_task(escape(description), total=total))
 
     def note(self, message: str) -> None:
-        self.progress.console.print(f"[dim]{message}[/dim]")
+        self.progress.console.print(f"[dim]{escape(message)}[/dim]")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -30,10 +30,14 @@ PROMPTS = (
 
 @pytest.fixture(scope="module")
 def tiny():
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    model, processor = load_base(ModelSpec(model="tiny", dtype="float32"), device="cpu")
-    assert next(model.parameters()).dtype == torch.float32
-    return model, processor
+    try:
+        model, processor = load_base(ModelSpec(model="tiny", dtype="float32"), device="cpu")
+        assert next(model.parameters()).dtype == torch.float32
+        yield model, processor
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
