@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from harness.commands import console, fail
+from harness.commands import console, fail, set_torch_threads
 from harness.errors import HarnessError
 
 
@@ -180,7 +180,7 @@ def bench(
     except ValueError:
         fail(f"--seeds {seeds!r}: expected comma-separated integers, e.g. 1,2,3")
     try:
-        _set_threads(threads)
+        set_torch_threads(threads)
         spec = BenchSpec(
             trainers=_split_csv(trainers),
             augmenters=_split_csv(augmenters),
@@ -217,13 +217,6 @@ def bench(
         f"Reports in [bold]{result.out}[/bold]: leaderboard.md/.tex, results.json/.csv, "
         "predictions.jsonl, per_class.md, plots/ (re-render with: harness report DIR)"
     )
-
-
-def _set_threads(threads: int | None) -> None:
-    import torch
-
-    n = threads or (1 if (os.cpu_count() or 1) <= 2 else min(8, (os.cpu_count() or 2) // 2))
-    torch.set_num_threads(n)
 
 
 def leaderboard_table(result) -> Table:

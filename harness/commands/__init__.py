@@ -20,3 +20,13 @@ def fail(exc: HarnessError | str) -> NoReturn:
     """Print a one-line error and exit with code 2 (bad input), never a traceback."""
     err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
     sys.exit(2)
+
+
+def set_torch_threads(threads: int | None) -> None:
+    """torch CPU threads: 1 on machines with <= 2 cores (oversubscription was 40x slower)."""
+    import os
+
+    import torch
+
+    cores = os.cpu_count() or 1
+    torch.set_num_threads(threads or (1 if cores <= 2 else min(8, cores // 2)))

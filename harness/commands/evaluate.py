@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from harness.commands import console, fail
+from harness.commands import console, fail, set_torch_threads
 from harness.errors import HarnessError
 
 
@@ -24,6 +24,12 @@ from harness.errors import HarnessError
 @click.option("--eval-batch-size", type=click.IntRange(min=1), default=None)
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=None)
 @click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="CPU threads for torch (default 1 on <=2 cores).",
+)
+@click.option(
     "--merge-parity",
     type=click.IntRange(min=0),
     default=0,
@@ -31,7 +37,7 @@ from harness.errors import HarnessError
     help="Also compare merged vs unmerged greedy answers on the first N test images.",
 )
 def evaluate_cmd(
-    model, revision, adapter, benchmark, eval_batch_size, max_new_tokens, merge_parity
+    model, revision, adapter, benchmark, eval_batch_size, max_new_tokens, threads, merge_parity
 ) -> None:
     """Evaluate a model (optionally with an adapter) on a benchmark's test split."""
     from harness.adapters import load_with_adapter, read_card
@@ -41,6 +47,7 @@ def evaluate_cmd(
     from harness.prompts import eval_prompt
 
     try:
+        set_torch_threads(threads)
         card = read_card(adapter) if adapter else {}
         base = card.get("base_model", {})
         spec = ModelSpec(
@@ -54,7 +61,9 @@ def evaluate_cmd(
             max_new_tokens=max_new_tokens
             or card.get("generation", {}).get("max_new_tokens")
             or spec.preset.max_new_tokens,
-            batch_size=eval_batch_size or spec.preset.eval_batch_size,
+            batch_size=eval_batch_size
+            or card.get("generation", {}).get("batch_size")
+            or spec.preset.eval_batch_size,
         )
         net, processor = load_with_adapter(spec, adapter) if adapter else load_base(spec)
         prompt = eval_prompt(bench.classes)
