@@ -34,8 +34,8 @@ def plot_confusion(path: Path, title: str, item: Mapping[str, Any]) -> None:
     share = mat / mat.sum(axis=1, keepdims=True).clip(min=1)
     size = max(4.0, 0.55 * len(cols) + 2.0)
     fig = _figure(size + 0.8, size)
-    ax = fig.add_axes((0.2, 0.2, 0.62, 0.7))
-    cax = fig.add_axes((0.86, 0.2, 0.03, 0.7))
+    ax = fig.add_axes((0.28, 0.22, 0.55, 0.68))  # room for long class names
+    cax = fig.add_axes((0.86, 0.22, 0.03, 0.68))
     im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for (i, j), v in np.ndenumerate(mat):
         if v:
