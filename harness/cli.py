@@ -219,6 +219,13 @@ def bench(
     )
 
 
+def _p(value: float) -> str:
+    from harness.exports.common import fmt_p
+
+    text = fmt_p(value)
+    return text if text.startswith("<") else f"={text}"
+
+
 def leaderboard_table(result) -> Table:
     """Terminal leaderboard: metrics with bootstrap 95% CIs and the paired test against base."""
     from harness.exports import analyse
@@ -245,7 +252,7 @@ def leaderboard_table(result) -> Table:
             return f"{row['metrics'][key]:.3f}"
 
         paired = item.get("paired", {}).get("macro_f1")
-        p = "–" if paired is None else f"{paired.estimate:+.3f} p={paired.p_value:.3g}"
+        p = "–" if paired is None else f"{paired.estimate:+.3f} p{_p(paired.p_value)}"
         table.add_row(
             row["config_id"],
             cell("macro_f1"),
@@ -267,6 +274,15 @@ def leaderboard_table(result) -> Table:
             "–",
             "–",
             "–",
+        )
+    oracle = result.baselines.get("same_class_reference")
+    if oracle:
+        table.add_row(
+            "[dim]same-class reference (ROUGE-L oracle)[/dim]",
+            "–",
+            "–",
+            f"{oracle['rouge_l']:.3f}",
+            *("–",) * 4,
         )
     return table
 
