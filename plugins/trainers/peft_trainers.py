@@ -9,8 +9,9 @@ import json
 import math
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import Field
 
@@ -181,6 +182,17 @@ def sft_config(opts: LoraOptions, workdir: Path, steps: int, **extra: Any) -> An
     )
 
 
+class Loaded(NamedTuple):
+    """A backend's PEFT-wrapped model and what training needs alongside it."""
+
+    backend: str
+    model: Any
+    processor: Any
+    collate_fn: Callable[[list], dict] | None  # None: the harness's own collate_sft
+    pattern: Any  # target-module regex or list, as resolved
+    modules: list[str]
+
+
 class LoraTrainer(Trainer):
     name = "lora"
     description = "LoRA adapters (PEFT) trained with TRL SFTTrainer, completion-only loss."
@@ -210,28 +222,14 @@ class LoraTrainer(Trainer):
         if backend == "unsloth":
             from cxr_harness_plugins.trainers.unsloth_backend import load_unsloth
 
-            model, processor, collate_fn, pattern, modules = load_unsloth(
-                model_spec, opts, self.peft_extra
-            )
+            loaded = Loaded(backend, *load_unsloth(model_spec, opts, self.peft_extra))
         else:
-            model, processor, pattern, modules = self._load_hf(model_spec, opts)
-            collate_fn = None
-        return self._fit(
-            model,
-            processor,
-            collate_fn,
-            model_spec,
-            opts,
-            backend,
-            pattern,
-            modules,
-            train_set,
-            val_set,
-            workdir,
-            context,
-        )
+            loaded = Loaded(backend, *self._load_hf(model_spec, opts))
+        return self._fit(loaded, model_spec, opts, train_set, val_set, workdir, context)
 
-    def _load_hf(self, model_spec: ModelSpec, opts: LoraOptions) -> tuple[Any, Any, Any, list]:
+    def _load_hf(
+        self, model_spec: ModelSpec, opts: LoraOptions
+    ) -> tuple[Any, Any, None, Any, list[str]]:
         from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
         from transformers import set_seed
 
@@ -256,23 +254,18 @@ class LoraTrainer(Trainer):
             task_type="CAUSAL_LM",
             **self.peft_extra,
         )
-        return get_peft_model(model, config), processor, pattern, modules
+        return get_peft_model(model, config), processor, None, pattern, modules
 
     def _fit(
         self,
-        model,
-        processor,
-        collate_fn,
-        model_spec,
-        opts,
-        backend,
-        pattern,
-        modules,
-        train_set,
-        val_set,
-        workdir,
-        context,
-    ) -> TrainResult:  # noqa: ANN001 - internal
+        loaded: Loaded,
+        model_spec: ModelSpec,
+        opts: LoraOptions,
+        train_set: list[Sample],
+        val_set: list[Sample],
+        workdir: Path,
+        context: TrainContext,
+    ) -> TrainResult:
         from datasets import Dataset
         from peft import load_peft_weights, set_peft_model_state_dict
         from transformers import PrinterCallback, TrainerCallback
@@ -281,6 +274,8 @@ class LoraTrainer(Trainer):
         from cxr_harness_plugins.trainers.callbacks import EvalCallback
         from harness.prompts import format_answer
         from harness.sft import collate_sft
+
+        backend, model, processor, collate_fn, pattern, modules = loaded
 
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
