@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from harness.commands import console, fail, set_torch_threads
+from harness.commands import console, err_console, fail, set_torch_threads
 from harness.errors import HarnessError
 
 
@@ -172,7 +173,7 @@ def bench(
     """Run the base and fine-tuned models on a fixed held-out benchmark and rank them."""
     from harness.modeling import ModelSpec
     from harness.plugins import make_registry
-    from harness.runner import run_bench, validate
+    from harness.runner import default_out_dir, run_bench, validate
     from harness.spec import BenchSpec, parse_option_args
 
     try:
@@ -191,7 +192,7 @@ def bench(
                 model=model, revision=revision, min_pixels=min_pixels, max_pixels=max_pixels
             ),
             benchmark=benchmark,
-            out=out,
+            out=out or default_out_dir(),
             eval_batch_size=eval_batch_size,
             max_new_tokens=max_new_tokens,
             aug_copies=aug_copies,
@@ -211,6 +212,13 @@ def bench(
             result = run_bench(spec, registry, RichProgress(progress))
     except HarnessError as exc:
         fail(exc)
+    except KeyboardInterrupt:
+        err_console.print(
+            f"[yellow]interrupted.[/yellow] Finished configurations are saved in {spec.out}; "
+            f"rerun the same command with --out {spec.out} --resume to continue.",
+            highlight=False,
+        )
+        sys.exit(130)
     wide = console if console.is_terminal else Console(width=150)
     wide.print(leaderboard_table(result))
     console.print(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -67,9 +66,14 @@ class BenchResult:
 
 
 def default_out_dir(root: Path = Path("reports")) -> Path:
+    """A new, not yet existing folder name under ``root`` (created only once work starts)."""
+    import secrets
+
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    root.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f"bench-{stamp}-", dir=root))
+    while True:
+        path = root / f"bench-{stamp}-{secrets.token_hex(3)}"
+        if not path.exists():
+            return path
 
 
 def _resolve_components(spec: BenchSpec, registry: Registry, config: Configuration) -> dict:
