@@ -296,14 +296,37 @@ def leaderboard_table(result) -> Table:
 
 
 @main.command("plugins")
-def plugins_cmd() -> None:
+@click.option(
+    "--options",
+    "show",
+    default=None,
+    metavar="KIND.NAME",
+    help="Show one component's options, e.g. --options trainer.rslora.",
+)
+def plugins_cmd(show: str | None) -> None:
     """List every registered plugin component with its kind, distribution and version."""
     from harness.plugins import make_registry
 
     try:
         registry = make_registry()
+        if show is not None:
+            kind, _, name = show.partition(".")
+            if kind not in ("augmenter", "synthesizer", "trainer") or not name:
+                fail(f"--options {show!r}: expected KIND.NAME, e.g. trainer.rslora")
+            entry = registry.get(kind, name)
     except HarnessError as exc:
         fail(exc)
+    if show is not None:
+        table = Table(title=f"{kind} {name!r} options (set with -o {kind}.KEY=VALUE)")
+        for col in ("Option", "Type", "Default", "Description"):
+            table.add_column(col, overflow="fold")
+        for key, field in entry.cls.Options.model_fields.items():
+            kind_name = getattr(field.annotation, "__name__", None) or str(field.annotation)
+            table.add_row(
+                key, kind_name.replace("typing.", ""), repr(field.default), field.description or ""
+            )
+        console.print(table)
+        return
     table = Table(title="cxr-harness plugins")
     for col in ("Kind", "Name", "Distribution", "Version"):
         table.add_column(col, no_wrap=True)
@@ -312,6 +335,7 @@ def plugins_cmd() -> None:
         summary = (e.cls.description or "").split(". ")[0].rstrip(".")
         table.add_row(e.kind, e.name, e.distribution, e.version, summary)
     console.print(table)
+    console.print("Options of one component: harness plugins --options trainer.rslora")
 
 
 def _add_commands() -> None:
