@@ -321,10 +321,10 @@ def plugins_cmd(show: str | None) -> None:
         for col in ("Option", "Type", "Default", "Description"):
             table.add_column(col, overflow="fold")
         for key, field in entry.cls.Options.model_fields.items():
-            kind_name = getattr(field.annotation, "__name__", None) or str(field.annotation)
-            table.add_row(
-                key, kind_name.replace("typing.", ""), repr(field.default), field.description or ""
-            )
+            ann = field.annotation
+            type_name = (ann.__name__ if isinstance(ann, type) else str(ann)).replace("typing.", "")
+            table.add_row(key, type_name, repr(field.default), field.description or "")
+        table.caption = "A model preset (e.g. tiny) may supply other defaults; -o always wins."
         console.print(table)
         return
     table = Table(title="cxr-harness plugins")
