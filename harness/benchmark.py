@@ -87,12 +87,11 @@ def load_phantom8() -> Benchmark:
     return bench
 
 
-def load_benchmark(name: str, root: Path | None = None) -> Benchmark:
-    """``phantom8``, or a benchmark built by ``harness benchmark build`` under ``root/NAME``
-    (default ``./benchmarks``; a path containing ``/`` is used as is)."""
+def check_benchmark(name: str, root: Path | None = None) -> None:
+    """Raise DataError (listing what exists) if ``name`` names no benchmark; loads nothing."""
     if name == PHANTOM8:
-        return load_phantom8()
-    from harness.manifest import DEFAULT_ROOT, load_manifest_benchmark
+        return
+    from harness.manifest import DEFAULT_ROOT
 
     base = root if root is not None else DEFAULT_ROOT
     candidate = Path(name) if "/" in name else base / name
@@ -102,4 +101,15 @@ def load_benchmark(name: str, root: Path | None = None) -> Benchmark:
             f"Unknown benchmark {name!r}. Available: {', '.join([PHANTOM8, *built])} "
             f"(built benchmarks live in {base}/NAME; make one with `harness benchmark build`)."
         )
+
+
+def load_benchmark(name: str, root: Path | None = None) -> Benchmark:
+    """``phantom8``, or a benchmark built by ``harness benchmark build`` under ``root/NAME``
+    (default ``./benchmarks``; a path containing ``/`` is used as is)."""
+    if name == PHANTOM8:
+        return load_phantom8()
+    from harness.manifest import DEFAULT_ROOT, load_manifest_benchmark
+
+    check_benchmark(name, root)
+    base = root if root is not None else DEFAULT_ROOT
     return load_manifest_benchmark(name, base)

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from harness.adapters import update_card
 from harness.balance import balance, parse_policy
-from harness.benchmark import Benchmark, load_benchmark
+from harness.benchmark import Benchmark, check_benchmark, load_benchmark
 from harness.components import TrainContext
 from harness.errors import OptionError
 from harness.evaluation import GenerationConfig, evaluate, generate_answers, score
@@ -108,6 +108,15 @@ def validate(spec: BenchSpec, registry: Registry) -> None:
         _resolve_components(spec, registry, config)["trainer"].preflight()
     if spec.balance is not None:
         parse_policy(spec.balance)
+    check_benchmark(spec.benchmark)
+    store_file = spec.out / "results.sqlite" if spec.out is not None else None
+    if spec.resume and (store_file is None or not store_file.is_file()):
+        raise OptionError("--resume needs --out DIR pointing at an earlier run's folder")
+    if not spec.resume and store_file is not None and store_file.is_file():
+        raise OptionError(
+            f"--out {spec.out} already holds a run: add --resume to continue it, "
+            "or choose a new --out"
+        )
     if spec.model.model != "tiny":
         resolve_model_path(spec.model)
 
@@ -117,8 +126,6 @@ def run_bench(
 ) -> BenchResult:
     progress = progress or NullProgress()
     validate(spec, registry)
-    if spec.resume and (spec.out is None or not (spec.out / "results.sqlite").is_file()):
-        raise OptionError("--resume needs --out DIR pointing at an earlier run's folder")
     out = spec.out or default_out_dir()
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -157,9 +164,8 @@ def run_bench(
     with ResultsStore.open(out) as store:
         if spec.resume:  # keep the provenance the run started with
             result.provenance = store.load_provenance() or result.provenance
-        run_id = store.save_run(result.provenance, result.baselines)
-        for config in spec.configurations():
-            key = config_key(
+        keys = {
+            config: config_key(
                 config.id,
                 fingerprint=bench.fingerprint,
                 model=spec.model.resolved(),
@@ -169,6 +175,11 @@ def run_bench(
                 aug_copies=spec.aug_copies,
                 balance=spec.balance,
             )
+            for config in spec.configurations()
+        }
+        _check_resumable(store, keys.values(), out)
+        run_id = store.save_run(result.provenance, result.baselines)
+        for config, key in keys.items():
             if spec.resume and store.has_config(key):
                 progress.note(f"[{config.id}] finished earlier: skipped (--resume)")
                 continue
@@ -184,6 +195,18 @@ def run_bench(
     write_all(out, result.rows, result.provenance, result.baselines)
     task.finish()
     return result
+
+
+def _check_resumable(store: ResultsStore, keys: Any, out: Path) -> None:
+    """A configuration name may hold one result: refuse changed settings under an old name."""
+    finished = {k.split("#", 1)[0]: k for k in store.finished_keys()}
+    for key in keys:
+        name = key.split("#", 1)[0]
+        if name in finished and finished[name] != key:
+            raise OptionError(
+                f"--resume: {name!r} finished earlier in {out} with other settings (options, "
+                "model, benchmark or generation changed); start a new --out to compare them"
+            )
 
 
 def same_class_reference(bench: Benchmark, seed: int = 0) -> dict[str, Any]:
