@@ -51,7 +51,7 @@ def write_random_checkpoint(out: Path, dtype: str = "bfloat16", seed: int = 0) -
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     from harness.tiny import ensure_tiny_base
-    from harness.tiny.config import EOS_ID, PAD_ID, TOKEN_IDS
+    from harness.tiny.config import EOS_ID, PAD_ID, special_token_ids
 
     tiny = ensure_tiny_base()
     out.mkdir(parents=True, exist_ok=True)
@@ -63,14 +63,8 @@ def write_random_checkpoint(out: Path, dtype: str = "bfloat16", seed: int = 0) -
             "pad_token_id": PAD_ID,
         },
         vision_config=VISION,
-        image_token_id=TOKEN_IDS["<|image_pad|>"],
-        video_token_id=TOKEN_IDS["<|video_pad|>"],
-        vision_start_token_id=TOKEN_IDS["<|vision_start|>"],
-        vision_end_token_id=TOKEN_IDS["<|vision_end|>"],
         tie_word_embeddings=True,
-        bos_token_id=PAD_ID,
-        eos_token_id=EOS_ID,
-        pad_token_id=PAD_ID,
+        **special_token_ids(),
     )
     torch.manual_seed(seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -67,15 +67,22 @@ def tiny_config(vocab_size: int = VOCAB_SIZE) -> Qwen2_5_VLConfig:
     return Qwen2_5_VLConfig(
         text_config=text_config,
         vision_config=vision_config,
-        image_token_id=TOKEN_IDS["<|image_pad|>"],
-        video_token_id=TOKEN_IDS["<|video_pad|>"],
-        vision_start_token_id=TOKEN_IDS["<|vision_start|>"],
-        vision_end_token_id=TOKEN_IDS["<|vision_end|>"],
         tie_word_embeddings=True,
-        bos_token_id=PAD_ID,
-        eos_token_id=EOS_ID,
-        pad_token_id=PAD_ID,
+        **special_token_ids(),
     )
+
+
+def special_token_ids() -> dict[str, int]:
+    """The tokenizer's special-token ids as Qwen2_5_VLConfig keyword arguments."""
+    return {
+        "image_token_id": TOKEN_IDS["<|image_pad|>"],
+        "video_token_id": TOKEN_IDS["<|video_pad|>"],
+        "vision_start_token_id": TOKEN_IDS["<|vision_start|>"],
+        "vision_end_token_id": TOKEN_IDS["<|vision_end|>"],
+        "bos_token_id": PAD_ID,
+        "eos_token_id": EOS_ID,
+        "pad_token_id": PAD_ID,
+    }
 
 
 def tiny_generation_config() -> GenerationConfig:
