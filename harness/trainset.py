@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from harness.balance import augment_images
 from harness.components import Augmenter, Synthesizer
 from harness.data import Sample
 from harness.phantoms import phantom_seed
@@ -43,8 +44,13 @@ def augment(
     out = list(samples)
     if augmenter.name == "none" or copies <= 0:
         return out
-    for s in samples:
-        for c in range(copies):
-            rng = np.random.default_rng(phantom_seed("augment", augmenter.name, seed, s.id, c))
-            out.append(s.with_(id=f"{s.id}~aug{c}", image=augmenter.augment(s.image, rng)))
+    pairs = [(s, c) for s in samples for c in range(copies)]
+    images = augment_images(
+        augmenter,
+        [s.image for s, _ in pairs],
+        [phantom_seed("augment", augmenter.name, seed, s.id, c) for s, c in pairs],
+    )
+    out += [
+        s.with_(id=f"{s.id}~aug{c}", image=im) for (s, c), im in zip(pairs, images, strict=True)
+    ]
     return out
