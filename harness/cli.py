@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from harness.commands import console, err_console, fail, set_torch_threads
+from harness.commands import console, err_console, eval_options, fail, set_torch_threads
 from harness.errors import HarnessError
 
 
@@ -123,6 +123,7 @@ def _split_csv(values: tuple[str, ...]) -> tuple[str, ...]:
     help="Generation batch size (default: the model preset's).",
 )
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=None)
+@eval_options
 @click.option(
     "--aug-copies",
     type=click.IntRange(min=0),
@@ -164,6 +165,8 @@ def bench(
     out,
     eval_batch_size,
     max_new_tokens,
+    scoring,
+    decoding,
     aug_copies,
     balance,
     no_base,
@@ -195,6 +198,8 @@ def bench(
             out=out or default_out_dir(),
             eval_batch_size=eval_batch_size,
             max_new_tokens=max_new_tokens,
+            scoring=scoring,
+            decoding=decoding,
             aug_copies=aug_copies,
             include_base=not no_base,
             resume=resume,
@@ -255,6 +260,8 @@ def leaderboard_table(result) -> Table:
         ci = item.get("ci", {})
 
         def cell(key: str, ci=ci, row=row) -> str:
+            if key not in row["metrics"]:
+                return "–"
             if key in ci:
                 return f"{ci[key].estimate:.3f} ±{ci[key].half_width:.3f}"
             return f"{row['metrics'][key]:.3f}"

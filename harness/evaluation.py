@@ -1,6 +1,16 @@
 """The one evaluation runner: batched greedy generation with the image, strict parsing, metrics.
 
-The same function serves the final benchmark and any in-training evaluation.
+The same function serves the final benchmark and any in-training evaluation. Two scorings:
+
+* ``generate`` (default): greedy answers, parsed strictly; Macro-F1, accuracy and ROUGE-L.
+* ``likelihood``: the class label with the highest log-likelihood after the prompt
+  (`harness.likelihood`); classification metrics only, ROUGE-L is not reported.
+
+Decoding (``generate`` only): ``plain`` is HF `generate` with a dynamic KV cache; ``static``
+uses a static cache, prompts padded to a multiple of 64 tokens and every batch padded to the
+batch size, so shapes never change; ``compiled`` adds a compiled decode step (CUDA graphs) on top
+of ``static`` and needs a CUDA GPU. Greedy answers are the same under all three
+(``tests/test_fast_eval.py``).
 """
 
 from __future__ import annotations
@@ -12,10 +22,13 @@ from typing import Any
 import numpy as np
 
 from harness.data import Sample
+from harness.errors import OptionError
 from harness.metrics import classification_metrics, rouge_l
 from harness.parser import parse_answer
 
 ProgressFn = Callable[[int], None]
+SCORINGS = ("generate", "likelihood")
+DECODINGS = ("plain", "static", "compiled")
 
 
 @dataclass(frozen=True)
@@ -23,14 +36,31 @@ class GenerationConfig:
     max_new_tokens: int = 48
     batch_size: int = 32
     do_sample: bool = False
+    scoring: str = "generate"
+    decoding: str = "plain"
+
+    def __post_init__(self) -> None:
+        if self.scoring not in SCORINGS:
+            raise OptionError(f"--scoring {self.scoring!r}: expected one of {', '.join(SCORINGS)}")
+        if self.decoding not in DECODINGS:
+            raise OptionError(
+                f"--decoding {self.decoding!r}: expected one of {', '.join(DECODINGS)}"
+            )
+        if self.batch_size < 1 or self.max_new_tokens < 1:
+            raise OptionError("--eval-batch-size and --max-new-tokens must be at least 1")
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "max_new_tokens": self.max_new_tokens,
             "batch_size": self.batch_size,
             "do_sample": self.do_sample,
             "decoding": "greedy",
         }
+        if self.scoring != "generate":  # recorded only when not the default: old hashes hold
+            out["scoring"] = self.scoring
+        if self.decoding != "plain":
+            out["cache"] = self.decoding
+        return out
 
 
 @dataclass
@@ -53,6 +83,10 @@ def generate_answers(
 
     from harness.sft import encode_prompts
 
+    if config.decoding != "plain":
+        from harness.decoding import generate_static
+
+        return generate_static(model, processor, images, prompts, config, on_batch)
     answers: list[str] = []
     tokenizer = getattr(processor, "tokenizer", processor)
     device = next(model.parameters()).device
@@ -79,7 +113,8 @@ def score(samples: Sequence[Sample], answers: Sequence[str], classes: Sequence[s
     parsed = [parse_answer(a, classes) for a in answers]
     metrics = classification_metrics([s.label for s in samples], [p.label for p in parsed], classes)
     rouges = [rouge_l(p.explanation, s.report) for p, s in zip(parsed, samples, strict=True)]
-    metrics["rouge_l"] = float(np.mean(rouges)) if rouges else 0.0
+    if any(s.report for s in samples):  # no reference reports: ROUGE-L is not reported
+        metrics["rouge_l"] = float(np.mean(rouges))
     predictions = [
         {
             "id": s.id,
@@ -110,11 +145,20 @@ def evaluate(
     t0 = time.perf_counter()
     was_training = getattr(model, "training", False)
     model.eval()
-    answers = generate_answers(
-        model, processor, [s.image for s in samples], [prompt] * len(samples), config, on_batch
-    )
-    if was_training:
-        model.train()
-    result = score(samples, answers, classes)
+    images, prompts = [s.image for s in samples], [prompt] * len(samples)
+    try:
+        if config.scoring == "likelihood":
+            from harness.likelihood import label_loglikelihoods, score_likelihoods
+
+            scores, choices = label_loglikelihoods(
+                model, processor, images, prompts, classes, config.batch_size, on_batch
+            )
+            result = score_likelihoods(samples, scores, choices, classes)
+        else:
+            answers = generate_answers(model, processor, images, prompts, config, on_batch)
+            result = score(samples, answers, classes)
+    finally:
+        if was_training:
+            model.train()
     result.seconds = time.perf_counter() - t0
     return result

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from harness.adapters import update_card
 from harness.balance import balance, parse_policy
 from harness.benchmark import Benchmark, check_benchmark, load_benchmark
 from harness.components import TrainContext
-from harness.errors import OptionError
+from harness.errors import BackendUnavailableError, OptionError
 from harness.evaluation import GenerationConfig, evaluate, generate_answers, score
 from harness.exports import write_all
+from harness.likelihood import label_loglikelihoods, score_likelihoods
 from harness.metrics import majority_baseline
 from harness.modeling import ModelSpec, model_hash, resolve_model_path, weights_hash
 from harness.prompts import eval_prompt, text_hash
@@ -102,8 +106,50 @@ def _resolve_components(spec: BenchSpec, registry: Registry, config: Configurati
     return comps
 
 
+def _predict(
+    trained: Any, bench: Benchmark, prompt: str, gen: GenerationConfig, on_batch: Any
+) -> list[str]:
+    """Generated answers, or (likelihood scoring) each image's label log-likelihoods as JSON."""
+    images, prompts = [s.image for s in bench.test], [prompt] * len(bench.test)
+    if gen.scoring == "likelihood":
+        table, choices = label_loglikelihoods(
+            trained.model,
+            trained.processor,
+            images,
+            prompts,
+            bench.classes,
+            gen.batch_size,
+            on_batch,
+        )
+        return [
+            json.dumps({"choice": int(c), "scores": [round(float(v), 6) for v in row]})
+            for row, c in zip(table, choices, strict=True)
+        ]
+    return generate_answers(trained.model, trained.processor, images, prompts, gen, on_batch)
+
+
+def generation_config(spec: BenchSpec) -> GenerationConfig:
+    preset = spec.model.preset
+    return GenerationConfig(
+        max_new_tokens=spec.max_new_tokens or preset.max_new_tokens,
+        batch_size=spec.eval_batch_size or preset.eval_batch_size,
+        scoring=spec.scoring,
+        decoding=spec.decoding,
+    )
+
+
 def validate(spec: BenchSpec, registry: Registry) -> None:
     """Fail before any work: unknown names, bad options, or a missing model path."""
+    gen = generation_config(spec)
+    if gen.decoding == "compiled":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BackendUnavailableError("--decoding compiled needs a CUDA GPU; use static")
+    if gen.scoring == "likelihood" and spec.options.get("trainer", {}).get("min_rouge_l"):
+        raise OptionError(
+            "trainer.min_rouge_l needs ROUGE-L, which --scoring likelihood does not compute"
+        )
     for config in spec.configurations():
         _resolve_components(spec, registry, config)["trainer"].preflight()
     if spec.balance is not None:
@@ -135,11 +181,7 @@ def run_bench(
         f"(train {len(bench.train)}, test {len(bench.test)}) in {time.perf_counter() - t0:.1f}s"
     )
     prompt = eval_prompt(bench.classes)
-    preset = spec.model.preset
-    gen = GenerationConfig(
-        max_new_tokens=spec.max_new_tokens or preset.max_new_tokens,
-        batch_size=spec.eval_batch_size or preset.eval_batch_size,
-    )
+    gen = generation_config(spec)
     result = BenchResult(out=out)
     base_hash = model_hash(spec.model)
     result.provenance = {
@@ -306,18 +348,17 @@ def run_configuration(
     t0 = time.perf_counter()
     answers = store.get_cached_predictions(cache_key, ids)
     if answers is None:
-        answers = generate_answers(
-            trained.model,
-            trained.processor,
-            [s.image for s in bench.test],
-            [prompt] * len(bench.test),
-            gen,
-            eval_task.advance,
-        )
+        answers = _predict(trained, bench, prompt, gen, eval_task.advance)
         store.put_cached_predictions(cache_key, answers, ids)
     else:
         progress.note(f"[{config.id}] predictions taken from the cache")
-    ev = score(bench.test, answers, bench.classes)
+    if gen.scoring == "likelihood":
+        cached = [json.loads(a) for a in answers]
+        table = np.asarray([c["scores"] for c in cached], dtype=np.float64)
+        choices = np.asarray([c["choice"] for c in cached], dtype=np.int64)
+        ev = score_likelihoods(bench.test, table, choices, bench.classes)
+    else:
+        ev = score(bench.test, answers, bench.classes)
     ev.seconds = time.perf_counter() - t0
     eval_task.finish()
     if trained.adapter_dir is not None:

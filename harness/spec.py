@@ -73,6 +73,8 @@ class BenchSpec:
     include_base: bool = True
     resume: bool = False
     balance: str | None = None  # "max", "median" or a per-class count; replaces aug_copies
+    scoring: str = "generate"  # generate | likelihood (harness.evaluation)
+    decoding: str = "plain"  # plain | static | compiled (generate scoring only)
 
     def configurations(self) -> list[Configuration]:
         """Base once (it does not train), then the cross product of everything else."""

@@ -378,7 +378,11 @@ def aggregate_seeds(
         groups.setdefault(recipe_id(r["config_id"]), []).append(r)
     metrics = tuple(metrics)
     return {
-        rid: {m: seed_summary([r["metrics"][m] for r in grp]) for m in metrics}
+        rid: {
+            m: seed_summary([r["metrics"][m] for r in grp])
+            for m in metrics
+            if all(m in r["metrics"] for r in grp)
+        }
         for rid, grp in groups.items()
     }
 
@@ -410,6 +414,10 @@ def analyse(
                 weights[shared] = bootstrap_weights(shared, n_resamples, seed)
             item["paired"] = paired_bootstrap(enc[base], e, weights=weights[shared])
             item["mcnemar"] = mcnemar_encoded(enc[base], e)
+        for m in HEADLINE:  # a metric the row does not report (e.g. ROUGE-L of likelihood scoring)
+            if m not in r.get("metrics", {}):
+                item["ci"].pop(m, None)
+                item["paired"].pop(m, None)
         per[cid] = item
     seeds = aggregate_seeds([r for r in rows if r.get("trainer") != "base"])
     return {

@@ -131,3 +131,35 @@ def test_library_reload_gives_exactly_the_runs_metrics_and_answers(lora_run):
     recorded = lora_run["predictions"]
     assert [p["id"] for p in recorded] == [s.id for s in bench.test]
     assert [p["answer"] for p in result.predictions] == [p["answer"] for p in recorded]
+
+
+def test_likelihood_scoring_agrees_with_every_valid_greedy_answer(lora_run):
+    """Issue 7: the label ranked first by log-likelihood is the one greedy decoding wrote,
+    wherever the greedy answer is a valid label; static decoding gives the same answers."""
+    torch.set_num_threads(1)
+    row, doc = lora_run["row"], lora_run["doc"]
+    bench = load_phantom8()
+    prompt = eval_prompt(bench.classes)
+    g = doc["provenance"]["generation"]
+    model, processor = load_with_adapter(ModelSpec(), Path(row["adapter_dir"]))
+    gen = GenerationConfig(g["max_new_tokens"], g["batch_size"], scoring="likelihood")
+    result = evaluate(model, processor, bench.test, prompt, bench.classes, gen)
+    assert "rouge_l" not in result.metrics and result.metrics["invalid_rate"] == 0.0
+    greedy = {p["id"]: p for p in lora_run["predictions"]}
+    valid = [p for p in result.predictions if greedy[p["id"]]["valid"]]
+    assert len(valid) >= len(bench.test) // 2  # a non-trivial check
+    disagree = [p["id"] for p in valid if p["prediction"] != greedy[p["id"]]["prediction"]]
+    assert disagree == []
+    static = GenerationConfig(g["max_new_tokens"], g["batch_size"], decoding="static")
+    subset = bench.test[:48]
+    answers = [greedy[s.id]["answer"] for s in subset]
+    ev = evaluate(model, processor, subset, prompt, bench.classes, static)
+    got = [p["answer"] for p in ev.predictions]
+    assert got == answers
+
+
+def test_harness_eval_likelihood_reports_classification_only(lora_run):
+    adapter = lora_run["row"]["adapter_dir"]
+    result = CliRunner().invoke(main, ["eval", "--adapter", adapter, "--scoring", "likelihood"])
+    assert result.exit_code == 0, result.output[-3000:]
+    assert "macro_f1" in result.output and "rouge_l" not in result.output

@@ -6,14 +6,37 @@ Each module exposes click commands/groups that ``harness.cli`` adds to the main 
 from __future__ import annotations
 
 import sys
-from typing import NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn
 
+import click
 from rich.console import Console
 
 from harness.errors import HarnessError
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+def eval_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The --scoring and --decoding options shared by `bench` and `eval`."""
+    command = click.option(
+        "--decoding",
+        type=click.Choice(["plain", "static", "compiled"]),
+        default="plain",
+        show_default=True,
+        help="Generation KV cache: plain (dynamic), static (fixed shapes), compiled (static + "
+        "compiled decode step; CUDA only). All give the same greedy answers.",
+    )(command)
+    return click.option(
+        "--scoring",
+        type=click.Choice(["generate", "likelihood"]),
+        default="generate",
+        show_default=True,
+        help="generate: greedy answers, parsed (Macro-F1, accuracy, ROUGE-L). likelihood: "
+        "the label greedy decoding restricted to the class names picks, from one prefill "
+        "(Macro-F1 and accuracy only; much faster).",
+    )(command)
 
 
 def fail(exc: HarnessError | str) -> NoReturn:

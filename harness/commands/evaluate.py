@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from harness.commands import console, fail, set_torch_threads
+from harness.commands import console, eval_options, fail, set_torch_threads
 from harness.errors import HarnessError
 
 
@@ -23,6 +23,7 @@ from harness.errors import HarnessError
 @click.option("--benchmark", default="phantom8", show_default=True)
 @click.option("--eval-batch-size", type=click.IntRange(min=1), default=None)
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=None)
+@eval_options
 @click.option(
     "--threads",
     type=click.IntRange(min=1),
@@ -37,7 +38,16 @@ from harness.errors import HarnessError
     help="Also compare merged vs unmerged greedy answers on the first N test images.",
 )
 def evaluate_cmd(
-    model, revision, adapter, benchmark, eval_batch_size, max_new_tokens, threads, merge_parity
+    model,
+    revision,
+    adapter,
+    benchmark,
+    eval_batch_size,
+    max_new_tokens,
+    scoring,
+    decoding,
+    threads,
+    merge_parity,
 ) -> None:
     """Evaluate a model (optionally with an adapter) on a benchmark's test split."""
     from harness.adapters import load_with_adapter, read_card
@@ -64,6 +74,8 @@ def evaluate_cmd(
             batch_size=eval_batch_size
             or card.get("generation", {}).get("batch_size")
             or spec.preset.eval_batch_size,
+            scoring=scoring,
+            decoding=decoding,
         )
         net, processor = load_with_adapter(spec, adapter) if adapter else load_base(spec)
         prompt = eval_prompt(bench.classes)
@@ -94,6 +106,7 @@ def evaluate_cmd(
     console.print(table)
     if recorded and card.get("benchmark", {}).get("fingerprint") == bench.fingerprint:
         same = all(abs(recorded.get(k, -1) - v) < 1e-9 for k, v in result.metrics.items())
+        same = same and set(result.metrics) == set(recorded)
         console.print(
             "metrics match the run's record"
             if same

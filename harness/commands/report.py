@@ -42,7 +42,10 @@ def report_table(
         pf, mc = item["paired"].get("macro_f1"), item["mcnemar"]
         table.add_row(
             r["config_id"],
-            *(_fmt_ci(float(r["metrics"][m]), item["ci"].get(m)) for m, _ in COLUMNS),
+            *(
+                _fmt_ci(float(r["metrics"][m]), item["ci"].get(m)) if m in r["metrics"] else "–"
+                for m, _ in COLUMNS
+            ),
             f"{pf.estimate:+.3f}" if pf else "–",
             fmt_p(pf.p_value) if pf else "–",
             fmt_p(mc.p_value) if mc else "–",
@@ -156,7 +159,10 @@ def compare_cmd(
     for r in results:
         cells = []
         for m in stats.HEADLINE:
-            p = r["paired"][m]
+            p = r["paired"].get(m)
+            if p is None:
+                cells += ["–", "–"]
+                continue
             cells += [f"{p.estimate:+.3f} [{p.low:+.3f}, {p.high:+.3f}]", fmt_p(p.p_value)]
         table.add_row(r["a"], r["b"], str(r["n_shared"]), *cells, fmt_p(r["mcnemar"].p_value))
     console.print(table)

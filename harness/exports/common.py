@@ -54,6 +54,9 @@ def best(rows: Rows) -> dict[str, float]:
     return out
 
 
-def cell(r: Mapping[str, Any], an: Mapping[str, Any], m: str) -> tuple[float, float | None]:
+def cell(r: Mapping[str, Any], an: Mapping[str, Any], m: str) -> tuple[float | None, float | None]:
+    """(value, CI half-width); value None where the row does not report the metric."""
+    if m not in r["metrics"]:
+        return None, None
     ci = an["configs"][r["config_id"]]["ci"].get(m)
     return float(r["metrics"][m]), (ci.half_width if ci else None)

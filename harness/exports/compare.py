@@ -51,6 +51,12 @@ def compare_runs(
             paired = stats.paired_bootstrap(ea, eb, n_resamples=n_resamples, seed=seed)
         except ValueError as exc:
             raise DataError(f"{ra['config_id']} vs {rb['config_id']}: {exc}") from exc
+        reported = [m for m in stats.HEADLINE if m in ra["metrics"] and m in rb["metrics"]]
+        ma, mb = stats.point_metrics(ea.subset(ids)), stats.point_metrics(eb.subset(ids))
+        for m in set(stats.HEADLINE) - set(reported):  # e.g. ROUGE-L under likelihood scoring
+            paired.pop(m, None)
+            ma.pop(m, None)
+            mb.pop(m, None)
         out.append(
             {
                 "a": ra["config_id"],
@@ -58,8 +64,8 @@ def compare_runs(
                 "n_shared": len(ids),
                 "n_a": ea.n,
                 "n_b": eb.n,
-                "metrics_a": stats.point_metrics(ea.subset(ids)),
-                "metrics_b": stats.point_metrics(eb.subset(ids)),
+                "metrics_a": ma,
+                "metrics_b": mb,
                 "paired": paired,
                 "mcnemar": stats.mcnemar_encoded(ea, eb),
             }
@@ -87,7 +93,10 @@ def comparison_markdown(
     for r in results:
         cells = []
         for m in stats.HEADLINE:
-            p = r["paired"][m]
+            p = r["paired"].get(m)
+            if p is None:
+                cells += ["–"] * 4
+                continue
             cells += [
                 f"{r['metrics_a'][m]:.3f}",
                 f"{r['metrics_b'][m]:.3f}",

@@ -56,6 +56,9 @@ def leaderboard_latex(
         cells = [f"\\texttt{{{tex_escape(r['config_id'])}}}"]
         for m, _ in COLUMNS:
             v, hw = cell(r, analysis, m)
+            if v is None:
+                cells.append("--")
+                continue
             num = f"\\textbf{{{v:.3f}}}" if abs(v - top[m]) < 1e-12 else f"{v:.3f}"
             cells.append(f"{num} $\\pm$ {hw:.3f}" if hw is not None else num)
         item = analysis["configs"][r["config_id"]]
@@ -94,7 +97,10 @@ def leaderboard_latex(
             "\\midrule",
         ]
         for rid, summ in analysis["seeds"].items():
-            cells = [f"{summ[m].mean:.3f} $\\pm$ {summ[m].sd:.3f}" for m, _ in COLUMNS]
+            cells = [
+                f"{summ[m].mean:.3f} $\\pm$ {summ[m].sd:.3f}" if m in summ else "--"
+                for m, _ in COLUMNS
+            ]
             lines.append(
                 f"\\texttt{{{tex_escape(rid)}}} & {summ['macro_f1'].n} & "
                 + " & ".join(cells)

@@ -52,6 +52,9 @@ def leaderboard_markdown(
         cells = []
         for m, _ in COLUMNS:
             v, hw = cell(r, an, m)
+            if v is None:
+                cells.append("–")
+                continue
             text = f"{v:.3f}" + (f" ± {hw:.3f}" if hw is not None else "")
             cells.append(f"**{text}**" if abs(v - top[m]) < 1e-12 else text)
         item = an["configs"][r["config_id"]]
@@ -101,7 +104,10 @@ def _paired_md(rows: Rows, an: Mapping[str, Any]) -> list[str]:
             continue
         cells = []
         for m in stats.HEADLINE:
-            p = item["paired"][m]
+            p = item["paired"].get(m)
+            if p is None:
+                cells += ["–", "–"]
+                continue
             cells += [f"{p.estimate:+.3f} [{p.low:+.3f}, {p.high:+.3f}]", fmt_p(p.p_value)]
         mc = item["mcnemar"]
         n = item["paired"]["macro_f1"].n
@@ -121,7 +127,7 @@ def _seeds_md(an: Mapping[str, Any]) -> list[str]:
         "|---|" + "---:|" * (len(COLUMNS) + 1),
     ]
     for rid, summ in an["seeds"].items():
-        cells = [f"{summ[m].mean:.3f} ± {summ[m].sd:.3f}" for m, _ in COLUMNS]
+        cells = [f"{summ[m].mean:.3f} ± {summ[m].sd:.3f}" if m in summ else "–" for m, _ in COLUMNS]
         out.append(f"| {rid} | {summ['macro_f1'].n} | " + " | ".join(cells) + " |")
     return out
 

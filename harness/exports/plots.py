@@ -67,7 +67,7 @@ def plot_metrics(path: Path, rows: Rows, analysis: Mapping[str, Any]) -> None:
     ax = fig.subplots()
     x = np.arange(len(rows_sorted))
     for k, (m, title) in enumerate(metrics):
-        vals = np.array([float(r["metrics"][m]) for r in rows_sorted])
+        vals = np.array([float(r["metrics"].get(m, 0.0)) for r in rows_sorted])
         cis = [analysis["configs"][r["config_id"]]["ci"].get(m) for r in rows_sorted]
         err = np.array(
             [[v - c.low, c.high - v] if c else [0, 0] for v, c in zip(vals, cis, strict=True)]

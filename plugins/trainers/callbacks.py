@@ -52,7 +52,7 @@ class EvalCallback(TrainerCallback):
         else:
             self.since_best += 1
         if m["macro_f1"] > self.best_saved_f1:
-            if m["rouge_l"] >= self.min_rouge_l:
+            if m.get("rouge_l", 0.0) >= self.min_rouge_l:  # absent under likelihood scoring
                 model.save_pretrained(str(self.best_dir), safe_serialization=True)
                 self.best_saved_f1, self.best_step = m["macro_f1"], state.global_step
                 entry["saved"] = True

@@ -1,0 +1,148 @@
+"""Fast evaluation paths on the tiny model (fp32, CPU): static-cache decoding gives the plain
+path's greedy answers; likelihood scoring equals teacher-forced log-probabilities; a likelihood
+bench writes classification metrics and no ROUGE-L anywhere."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from harness.benchmark import load_phantom8
+from harness.cli import main
+from harness.errors import BackendUnavailableError, OptionError
+from harness.evaluation import GenerationConfig, generate_answers
+from harness.likelihood import (
+    ScoringError,
+    label_continuations,
+    label_loglikelihoods,
+    tree_greedy_choice,
+)
+from harness.modeling import ModelSpec, load_base
+from harness.prompts import eval_prompt, format_answer
+from harness.sft import render_prompt
+
+
+@lru_cache(maxsize=1)
+def _setup():
+    torch.set_num_threads(1)
+    model, processor = load_base(ModelSpec(), device="cpu")
+    bench = load_phantom8()
+    return model, processor, bench
+
+
+def test_static_decoding_gives_the_plain_greedy_answers() -> None:
+    model, processor, bench = _setup()
+    samples = bench.test[::16][:10]
+    classes = list(bench.classes)
+    # two prompt lengths: exercises length bucketing, reordering and a padded last batch
+    prompts = [eval_prompt(classes) if i % 2 else "Read this X-ray." for i in range(len(samples))]
+    images = [s.image for s in samples]
+    plain = generate_answers(model, processor, images, prompts, GenerationConfig(24, 4))
+    static = generate_answers(
+        model, processor, images, prompts, GenerationConfig(24, 4, decoding="static")
+    )
+    assert static == plain
+    assert len(set(plain)) > 1  # the check compares real, varied text
+
+
+def test_compiled_decoding_needs_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    model, processor, bench = _setup()
+    with pytest.raises(BackendUnavailableError, match="CUDA"):
+        generate_answers(
+            model,
+            processor,
+            [bench.test[0].image],
+            ["x"],
+            GenerationConfig(4, 1, decoding="compiled"),
+        )
+
+
+def test_likelihoods_equal_teacher_forced_log_probs() -> None:
+    model, processor, bench = _setup()
+    classes = list(bench.classes)
+    prompt = eval_prompt(classes)
+    samples = bench.test[::40]
+    got, _ = label_loglikelihoods(
+        model, processor, [s.image for s in samples], [prompt] * len(samples), classes, 3
+    )
+    context = render_prompt(processor, prompt, True)
+    shared, _ = label_continuations(processor.tokenizer, classes, context)
+    for i, s in enumerate(samples):
+        image = s.image.convert("RGB")
+        n_ctx = processor(text=[context], images=[image], return_tensors="pt")["input_ids"].shape[1]
+        for k, label in enumerate(classes):
+            answer = format_answer(label, "").split("Explanation:")[0]
+            enc = processor(text=[context + answer], images=[image], return_tensors="pt")
+            with torch.no_grad():
+                logp = torch.log_softmax(model(**enc).logits[0].double(), -1)
+            ids = enc["input_ids"][0]
+            want = sum(logp[j - 1, ids[j]].item() for j in range(n_ctx + len(shared), len(ids)))
+            assert got[i, k] == pytest.approx(want, abs=1e-3)
+    assert np.ptp(got, axis=1).min() > 0  # labels get different scores
+
+
+def test_label_continuations_reject_ambiguous_labels() -> None:
+    _, processor, _ = _setup()
+    with pytest.raises(ScoringError):
+        label_continuations(processor.tokenizer, [])
+    with pytest.raises(ScoringError, match="same continuation"):
+        label_continuations(processor.tokenizer, ["Normal", "normal"][:1] * 2)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"scoring": "beam"}, "--scoring"), ({"decoding": "fast"}, "--decoding")],
+)
+def test_generation_config_rejects_unknown_modes(kwargs: dict, match: str) -> None:
+    with pytest.raises(OptionError, match=match):
+        GenerationConfig(**kwargs)
+
+
+def test_generation_config_hash_fields_only_when_not_default() -> None:
+    assert "scoring" not in GenerationConfig().as_dict()
+    assert GenerationConfig(scoring="likelihood").as_dict()["scoring"] == "likelihood"
+    assert GenerationConfig(decoding="static").as_dict()["cache"] == "static"
+
+
+def test_cli_rejects_likelihood_with_a_rouge_gate_and_compiled_on_cpu(tmp_path) -> None:
+    runner = CliRunner()
+    args = ["bench", "--trainer", "lora", "--out", str(tmp_path / "a"), "--scoring", "likelihood"]
+    result = runner.invoke(main, [*args, "-o", "trainer.min_rouge_l=0.2"])
+    assert result.exit_code == 2 and "min_rouge_l" in result.output
+    if not torch.cuda.is_available():
+        result = runner.invoke(main, ["bench", "--trainer", "base", "--decoding", "compiled"])
+        assert result.exit_code == 2 and "CUDA" in result.output
+
+
+def test_likelihood_bench_reports_no_rouge(tmp_path) -> None:
+    out = tmp_path / "run"
+    args = ["bench", "--trainer", "base", "--scoring", "likelihood", "--out", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output[-2000:]
+    doc = json.loads((out / "results.json").read_text())
+    (row,) = doc["results"]
+    assert "rouge_l" not in row["metrics"]
+    assert row["metrics"]["invalid_rate"] == 0.0  # every image gets a label
+    assert doc["provenance"]["generation"]["scoring"] == "likelihood"
+    table = (out / "leaderboard.md").read_text()
+    line = next(x for x in table.splitlines() if x.startswith("| base"))
+    assert line.split("|")[4].strip() == "–"  # the ROUGE-L column
+    # resume reuses the cached log-likelihoods and reproduces the metrics exactly
+    again = CliRunner().invoke(main, [*args, "--resume"])
+    assert again.exit_code == 0, again.output[-2000:]
+    doc2 = json.loads((out / "results.json").read_text())
+    assert doc2["results"][0]["metrics"] == row["metrics"]
+
+
+def test_tree_greedy_choice_follows_the_most_probable_branch() -> None:
+    # labels: A=[1, 5], B=[2], C=[1, 6]; first token 1 (A or C) beats 2 (B) although B's total
+    # log-likelihood is the highest, exactly as free greedy decoding would go.
+    rest = [[1, 5], [2], [1, 6]]
+    logps = [[-0.9, -2.0], [-1.0], [-0.9, -0.2]]
+    assert tree_greedy_choice(rest, logps) == 2
+    assert tree_greedy_choice([[1], [2]], [[-0.5], [-0.5]]) == 0  # ties: the first label
