@@ -14,7 +14,6 @@ emitted end-of-turn (the checkpoint's generation config names it as end-of-seque
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from harness.errors import BackendUnavailableError
@@ -49,6 +48,7 @@ def generate_static(
     import torch
     from transformers import CompileConfig
 
+    from harness.batching import prefetched
     from harness.sft import encode_prompts, render_prompt
 
     device = next(model.parameters()).device
@@ -70,24 +70,20 @@ def generate_static(
         return _pad_left(batch, PAD_MULTIPLE, tokenizer.pad_token_id)
 
     answers: dict[int, str] = {}
-    with ThreadPoolExecutor(max_workers=1) as pool:  # encode batch k+1 while k runs on the GPU
-        pending = pool.submit(encode, batches[0]) if batches else None
-        for k, rows in enumerate(batches):
-            inputs = pending.result().to(device)
-            if k + 1 < len(batches):
-                pending = pool.submit(encode, batches[k + 1])
-            with torch.inference_mode():
-                out = model.generate(
-                    **inputs,
-                    max_new_tokens=config.max_new_tokens,
-                    do_sample=False,
-                    pad_token_id=tokenizer.pad_token_id,
-                    **extra,
-                )
-            texts = tokenizer.batch_decode(
-                out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
+    for rows, encoded in prefetched(batches, encode):  # next batches encode during this one
+        inputs = encoded.to(device)
+        with torch.inference_mode():
+            out = model.generate(
+                **inputs,
+                max_new_tokens=config.max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+                **extra,
             )
-            answers.update(zip(rows, texts, strict=False))
-            if on_batch is not None:
-                on_batch(len(rows))
+        texts = tokenizer.batch_decode(
+            out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
+        )
+        answers.update(zip(rows, texts, strict=False))
+        if on_batch is not None:
+            on_batch(len(rows))
     return [answers[i] for i in range(len(prompts))]

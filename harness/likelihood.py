@@ -29,6 +29,7 @@ from harness.errors import HarnessError
 from harness.prompts import format_answer
 
 ProgressFn = Callable[[int], None]
+CONTINUATION_ROWS = 256  # rows per continuation forward (batch rows x labels scored together)
 
 
 class ScoringError(HarnessError):
@@ -100,6 +101,7 @@ def label_loglikelihoods(
 ) -> tuple[np.ndarray, np.ndarray]:
     """((samples, classes) label log-likelihoods, (samples,) tree-greedy label index), in order."""
 
+    from harness.batching import prefetched
     from harness.sft import encode_prompts, render_prompt
 
     tokenizer = getattr(processor, "tokenizer", processor)
@@ -114,22 +116,24 @@ def label_loglikelihoods(
     plans: dict[str, tuple[list[int], list[list[int]]]] = {}
     scores = np.zeros((len(images), len(classes)), dtype=np.float64)
     choices = np.zeros(len(images), dtype=np.int64)
-    for start in range(0, len(images), batch_size):
-        imgs = list(images[start : start + batch_size])
-        texts = list(prompts[start : start + batch_size])
-        for text in set(texts):  # all prompts of a batch must share the shared answer prefix
-            if text not in plans:
-                context = render_prompt(processor, text, True)
-                plans[text] = label_continuations(tokenizer, classes, context)
-        shared, rest = plans[texts[0]]
+    for text in set(prompts):
+        context = render_prompt(processor, text, True)
+        plans[text] = label_continuations(tokenizer, classes, context)
+    starts = list(range(0, len(images), batch_size))
+
+    def encode(start: int) -> Any:
+        stop = start + batch_size
+        return encode_prompts(processor, list(images[start:stop]), list(prompts[start:stop]))
+
+    for start, inputs in prefetched(starts, encode):
+        texts = prompts[start : start + batch_size]
         if any(plans[t] != plans[texts[0]] for t in texts):
             raise ScoringError("prompts in one batch tokenize the labels differently")
-        totals, chosen = _score_batch(
-            model, core, encode_prompts(processor, imgs, texts).to(device), shared, rest
-        )
-        scores[start : start + len(imgs)], choices[start : start + len(imgs)] = totals, chosen
+        shared, rest = plans[texts[0]]
+        totals, chosen = _score_batch(model, core, inputs.to(device), shared, rest)
+        scores[start : start + len(texts)], choices[start : start + len(texts)] = totals, chosen
         if on_batch is not None:
-            on_batch(len(imgs))
+            on_batch(len(texts))
     return scores, choices
 
 
@@ -148,36 +152,62 @@ def _score_batch(
         extra["mm_token_type_ids"] = torch.cat(
             [extra["mm_token_type_ids"], torch.zeros_like(prefix)], dim=1
         )
-    per_token: list[torch.Tensor] = []  # per label: (rows, tokens) log-probabilities
     with torch.inference_mode():
         out = model(input_ids=ids, attention_mask=mask, use_cache=True, logits_to_keep=1, **extra)
-        cache = out.past_key_values
         first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
-        length = ids.shape[1]
-        deltas = core.rope_deltas.to(ids.device)  # (rows, 1): 3D-position offset of text
-        for tokens in rest:
-            head = first[:, tokens[0], None].double()
-            if len(tokens) == 1:
-                per_token.append(head)
-                continue
-            step = torch.tensor(tokens, dtype=ids.dtype, device=ids.device).expand(rows, -1)
-            full = torch.cat([mask, torch.ones_like(step[:, 1:])], dim=1)
-            pos = (full.long().cumsum(-1) - 1)[:, length:] + deltas
-            logits = model(
-                input_ids=step[:, :-1],
-                attention_mask=full,
-                position_ids=pos.unsqueeze(0).expand(3, -1, -1),
-                past_key_values=cache,
-                use_cache=True,
-            ).logits
-            logp = torch.log_softmax(logits.float(), dim=-1)
-            picked = logp.gather(-1, step[:, 1:, None]).squeeze(-1)
-            per_token.append(torch.cat([head, picked.double()], dim=1))
-            cache.crop(length - cache.get_seq_length())  # negative: tokens to drop
+        heads = first[:, [t[0] for t in rest]].double()  # (rows, labels)
+        tails = _continuations(model, core, out.past_key_values, mask, rest)
+    per_token = [torch.cat([heads[:, k, None], tails[k]], dim=1) for k in range(len(rest))]
     logps = [t.cpu().numpy() for t in per_token]
     totals = np.stack([t.sum(axis=1) for t in logps], axis=1)
     chosen = np.array([tree_greedy_choice(rest, [t[r] for t in logps]) for r in range(rows)])
     return totals, chosen
+
+
+def _continuations(
+    model: Any, core: Any, cache: Any, mask: Any, rest: list[list[int]]
+) -> list[Any]:
+    """Per label, (rows, tokens - 1) log-probs of its tokens after the first, given the cache.
+
+    Labels are scored several at a time: the cache is repeated once per label of a chunk
+    (at most ``CONTINUATION_ROWS`` rows per forward) and cropped back after each chunk.
+    """
+    import copy
+
+    import torch
+
+    rows, length = mask.shape
+    out = [torch.zeros(rows, len(t) - 1, dtype=torch.float64, device=mask.device) for t in rest]
+    todo = [k for k, t in enumerate(rest) if len(t) > 1]
+    if not todo:
+        return out
+    per = max(1, min(len(todo), CONTINUATION_ROWS // rows))
+    repeated = copy.deepcopy(cache)
+    repeated.batch_repeat_interleave(per)
+    deltas = core.rope_deltas.to(mask.device).repeat_interleave(per, dim=0)
+    span = max(len(rest[k]) for k in todo) - 1
+    for c in range(0, len(todo), per):
+        chunk = todo[c : c + per]
+        chunk = chunk + [chunk[-1]] * (per - len(chunk))  # same row count for every chunk
+        grid = torch.zeros(rows, per, span + 1, dtype=torch.long, device=mask.device)
+        for j, k in enumerate(chunk):
+            grid[:, j, : len(rest[k])] = torch.tensor(rest[k], device=mask.device)
+        grid = grid.reshape(rows * per, span + 1)  # row r, label j -> r * per + j
+        full = torch.cat([mask.repeat_interleave(per, dim=0), torch.ones_like(grid[:, 1:])], 1)
+        pos = (full.long().cumsum(-1) - 1)[:, length:] + deltas
+        logits = model(
+            input_ids=grid[:, :-1],
+            attention_mask=full,
+            position_ids=pos.unsqueeze(0).expand(3, -1, -1),
+            past_key_values=repeated,
+            use_cache=True,
+        ).logits
+        picked = torch.log_softmax(logits.float(), -1).gather(-1, grid[:, 1:, None]).squeeze(-1)
+        picked = picked.reshape(rows, per, span).double()
+        for j, k in enumerate(chunk[: len(todo[c : c + per])]):
+            out[k] = picked[:, j, : len(rest[k]) - 1]
+        repeated.crop(length - repeated.get_seq_length())  # negative: tokens to drop
+    return out
 
 
 def score_likelihoods(

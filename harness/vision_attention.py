@@ -16,11 +16,13 @@ class is left alone) with one that runs a single scaled-dot-product attention ca
 The window layout is computed once per ``cu_seqlens`` tensor (one host sync per distinct tensor per
 vision forward, not per layer) and reused by every layer and by checkpoint recomputation.
 Outputs equal the stock path to float tolerance; ``tests/test_vision_attention.py`` checks
-outputs and gradients on the tiny model with uniform and mixed image sizes.
+outputs and gradients on the tiny model with uniform and mixed image sizes. Set the environment
+variable ``CXR_HARNESS_VISION_ATTENTION=stock`` to keep the stock forward (the perf baseline).
 """
 
 from __future__ import annotations
 
+import os
 import types
 import weakref
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the usual alias
 
 _CACHE_SIZE = 8
+STOCK_ENV = "CXR_HARNESS_VISION_ATTENTION"
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,8 @@ def patch_vision_attention(model: Any) -> int:
     """
     from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLVisionAttention
 
+    if os.environ.get(STOCK_ENV, "").strip().lower() == "stock":
+        return 0
     patched = 0
     for module in model.modules():
         if not isinstance(module, Qwen2_5_VLVisionAttention):

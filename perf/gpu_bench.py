@@ -68,6 +68,7 @@ def train_case(spec, trainer_name: str, opts: dict, data: list, workdir: Path) -
     per_step = sum(steady) / len(steady)
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0
     trainable = result.trainable_params
+    losses = [(h["step"], h["loss"]) for h in result.history if "loss" in h]
     del result
     return {
         "trainer": trainer_name,
@@ -76,6 +77,7 @@ def train_case(spec, trainer_name: str, opts: dict, data: list, workdir: Path) -
         "s_per_step": per_step,
         "peak_gib": peak,
         "trainable": trainable,
+        "losses": losses,
     }
 
 

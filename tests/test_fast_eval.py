@@ -146,3 +146,17 @@ def test_tree_greedy_choice_follows_the_most_probable_branch() -> None:
     logps = [[-0.9, -2.0], [-1.0], [-0.9, -0.2]]
     assert tree_greedy_choice(rest, logps) == 2
     assert tree_greedy_choice([[1], [2]], [[-0.5], [-0.5]]) == 0  # ties: the first label
+
+
+def test_continuation_chunks_do_not_change_scores(monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.likelihood
+
+    model, processor, bench = _setup()
+    classes = list(bench.classes)
+    samples = bench.test[::50]
+    args = ([s.image for s in samples], [eval_prompt(classes)] * len(samples), classes, 2)
+    whole, chosen = label_loglikelihoods(model, processor, *args)
+    monkeypatch.setattr(harness.likelihood, "CONTINUATION_ROWS", 6)  # 3 labels per chunk
+    chunked, chosen2 = label_loglikelihoods(model, processor, *args)
+    np.testing.assert_allclose(chunked, whole, atol=1e-5)
+    assert (chosen == chosen2).all()

@@ -67,3 +67,9 @@ def test_window_layout_mixed_lengths_and_cache() -> None:
     assert layout.index[layout.valid].tolist() == list(range(16))
     assert window_layout(cu) is layout
     assert window_layout(torch.tensor([0, 4, 8], dtype=torch.int32)).uniform
+
+
+def test_stock_environment_switch_keeps_the_stock_forward(monkeypatch) -> None:
+    monkeypatch.setenv("CXR_HARNESS_VISION_ATTENTION", "stock")
+    model, _, _ = _vision_io([56], 56)
+    assert patch_vision_attention(model) == 0

@@ -1,0 +1,415 @@
+"""Baseline vs improved GPU paths in one run: evaluation, likelihood scoring, training, MFU.
+
+    python perf/gpu_speed.py --part eval  --out perf/results/gpu_speed_eval.json   # on the device
+    python perf/gpu_speed.py --part train --out perf/results/gpu_speed_train.json
+    python perf/gpu_speed.py --arch tiny --part all --images 8 --steps 3            # CPU smoke run
+
+Every case runs in a fresh process (its own peak memory) through the harness's own code paths.
+"Baseline" is the stock transformers vision attention (``CXR_HARNESS_VISION_ATTENTION=stock``)
+with plain HF ``generate``; "improved" is the batched vision window attention plus a static or
+compiled decode. Training MFU counts 2·F_lin + 3·F_attn per sample (frozen weights: forward +
+input gradient; attention: forward + 2× backward; causal language attention counted as half),
+against 989 TFLOP/s bf16 dense for H100/H200. Decode ms/step is (generate − preprocessing −
+prefill) / (new tokens − 1) per batch, each part timed separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from gpu_bench import card, samples, train_case
+from rich.console import Console
+from rich.table import Table
+
+PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4}
+
+
+def _sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def linear_params(model) -> dict[str, int]:
+    """Weights applied per token: vision blocks + patch embedding, merger, language, lm_head."""
+    import torch
+
+    out = {"vision": 0, "merger": 0, "language": 0, "head": 0}
+    for name, mod in model.named_modules():
+        if isinstance(mod, (torch.nn.Linear, torch.nn.Conv3d)) and "lora" not in name:
+            n = mod.weight.numel()
+            key = (
+                "merger"
+                if ".merger." in name
+                else "vision"
+                if ".visual." in name or name.startswith("visual")
+                else "head"
+                if name.endswith("lm_head")
+                else "language"
+            )
+            out[key] += n
+    return out
+
+
+def flops_per_sample(config, params: dict[str, int], patches: int, text_tokens: float) -> dict:
+    """Forward F_lin and F_attn of one sample (448 px: 1024 patches, 256 image tokens)."""
+    v, t = config.vision_config, config.text_config
+    merged = patches // v.spatial_merge_size**2
+    window = (v.window_size // v.patch_size) ** 2
+    f_lin = 2 * (
+        params["vision"] * patches
+        + params["merger"] * merged
+        + (params["language"] + params["head"]) * text_tokens
+    )
+    full = len(v.fullatt_block_indexes)
+    d_v = v.hidden_size
+    f_attn = 4 * d_v * ((v.depth - full) * patches * min(window, patches) + full * patches**2)
+    d_t = t.num_attention_heads * (t.hidden_size // t.num_attention_heads)
+    f_attn += t.num_hidden_layers * 4 * d_t * text_tokens**2 / 2
+    return {"f_lin": f_lin, "f_attn": f_attn}
+
+
+def eval_case(case: dict) -> dict:
+    import torch
+
+    from harness.evaluation import GenerationConfig, evaluate
+    from harness.labels import PHANTOM8_CLASSES
+    from harness.modeling import ModelSpec, load_base
+    from harness.prompts import eval_prompt
+    from harness.sft import encode_prompts
+
+    model, processor = load_base(ModelSpec(**case["spec"]))
+    data = samples(case["images"], case["size"])
+    batch, prompt = case["batch"], eval_prompt(PHANTOM8_CLASSES)
+    cfg = GenerationConfig(
+        case["new_tokens"], batch, scoring=case["scoring"], decoding=case["decoding"]
+    )
+    t0 = time.perf_counter()
+    evaluate(model, processor, data[:batch], prompt, PHANTOM8_CLASSES, cfg)  # warm-up / compile
+    _sync()
+    warm = time.perf_counter() - t0
+    torch.cuda.reset_peak_memory_stats() if torch.cuda.is_available() else None
+    t0 = time.perf_counter()
+    evaluate(model, processor, data, prompt, PHANTOM8_CLASSES, cfg)
+    _sync()
+    secs = time.perf_counter() - t0
+    row = {"images_per_s": len(data) / secs, "warmup_s": warm, "seconds": secs}
+    # the parts of one batch: preprocessing (CPU), prefill (one forward)
+    t0 = time.perf_counter()
+    inputs = encode_prompts(processor, [s.image for s in data[:batch]], [prompt] * batch)
+    row["preprocess_s_per_batch"] = time.perf_counter() - t0
+    inputs = inputs.to(next(model.parameters()).device)
+    with torch.inference_mode():
+        model(**inputs, logits_to_keep=1)
+        _sync()
+        t0 = time.perf_counter()
+        model(**inputs, logits_to_keep=1)
+        _sync()
+    row["prefill_s_per_batch"] = time.perf_counter() - t0
+    if case["scoring"] == "generate":
+        per_batch = secs / (len(data) / batch)
+        rest = per_batch - row["preprocess_s_per_batch"] - row["prefill_s_per_batch"]
+        row["decode_ms_per_step"] = 1000 * rest / (case["new_tokens"] - 1)
+    row["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0
+    return row
+
+
+def train_run(case: dict) -> dict:
+    import torch
+    from transformers import AutoConfig
+
+    from harness.modeling import ModelSpec, resolve_model_path
+    from harness.sft import collate_sft
+
+    spec = ModelSpec(**case["spec"])
+    data = samples(case["n"], case["size"])
+    row = train_case(spec, case["trainer"], case["opts"], data, Path(case["workdir"]))
+    config = AutoConfig.from_pretrained(resolve_model_path(spec))
+    with torch.device("meta"):
+        from transformers import Qwen2_5_VLForConditionalGeneration
+
+        params = linear_params(Qwen2_5_VLForConditionalGeneration(config))
+    from harness.processing import load_processor
+
+    lo, hi = spec.pixels
+    proc = load_processor(resolve_model_path(spec), None, lo, hi)
+    batch = collate_sft(proc, [(s.image, s.prompt, s.report) for s in data[:8]])
+    text = float(batch["attention_mask"].sum(1).float().mean())
+    patches = int(batch["image_grid_thw"][0].prod())
+    f = flops_per_sample(config, params, patches, text)
+    row["tflop_per_sample"] = (2 * f["f_lin"] + 3 * f["f_attn"]) / 1e12
+    peak = next((v for k, v in PEAK_TFLOPS.items() if k in card()), None)
+    row["mfu"] = row["samples_per_s"] * row["tflop_per_sample"] / peak if peak else None
+    return row
+
+
+def profile_case(case: dict) -> dict:
+    """Three training steps under the torch profiler: top ops by device time, SDPA call count."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from harness.modeling import ModelSpec
+
+    spec = ModelSpec(**case["spec"])
+    data = samples(case["n"], case["size"])
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=acts) as prof:
+        train_case(spec, "rslora", case["opts"], data, Path(case["workdir"]))
+    key = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+    ev = prof.key_averages()
+    sdpa = sum(e.count for e in ev if "scaled_dot_product" in e.key)
+    syncs = sum(e.count for e in ev if e.key in ("aten::item", "aten::_local_scalar_dense"))
+    table = ev.table(sort_by=key, row_limit=12, max_name_column_width=50)
+    return {"sdpa_calls": sdpa, "host_syncs": syncs, "table": table}
+
+
+def run_case(case: dict) -> dict:
+    os.environ["CXR_HARNESS_VISION_ATTENTION"] = case["vision"]
+    if case["kind"] == "eval":
+        return eval_case(case)
+    if case["kind"] == "profile":
+        return profile_case(case)
+    return train_run(case)
+
+
+def _child(job: dict) -> dict:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--case", json.dumps(job)], capture_output=True, text=True
+    )
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("CASE-RESULT ")), None)
+    if line is None:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:] or ["no output"]
+        return {**job, "error": " | ".join(tail)[:400]}
+    return {**job, **json.loads(line.removeprefix("CASE-RESULT "))}
+
+
+def _fmt(v, spec: str = ".2f") -> str:
+    return "–" if v is None else format(v, spec)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--arch", choices=["3b", "tiny"], default="3b")
+    ap.add_argument("--part", choices=["eval", "train", "profile", "all"], default="all")
+    ap.add_argument("--batch", type=int, default=64, help="evaluation batch size")
+    ap.add_argument("--images", type=int, default=128)
+    ap.add_argument("--new-tokens", type=int, default=96)
+    ap.add_argument("--train-batch", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--modes", default="", help="only these eval modes (comma list of names)")
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--case", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.case:
+        print("CASE-RESULT " + json.dumps(run_case(json.loads(args.case)), default=str))
+        return
+    import torch
+
+    console = Console(width=160)
+    work = Path(tempfile.mkdtemp(prefix="gpu-speed-"))
+    if args.arch == "3b":
+        from qwen3b import write_random_checkpoint
+
+        ckpt = work / "qwen2.5-vl-3b-random"
+        ckpt = ckpt if (ckpt / "config.json").exists() else write_random_checkpoint(ckpt)
+        spec, size = {"model": str(ckpt), "min_pixels": 448 * 448, "max_pixels": 448 * 448}, 448
+    else:
+        spec, size = {"model": "tiny"}, 112
+    dev = card()
+    rows: list[dict] = []
+    if args.part in ("eval", "all"):
+        modes = [
+            ("baseline: stock vision, plain generate", "stock", "generate", "plain"),
+            ("batched vision, plain generate", "batched", "generate", "plain"),
+            ("batched vision, static cache", "batched", "generate", "static"),
+            ("batched vision, compiled decode", "batched", "generate", "compiled"),
+            ("baseline: stock vision, likelihood", "stock", "likelihood", "plain"),
+            ("batched vision, likelihood", "batched", "likelihood", "plain"),
+        ]
+        if args.arch == "tiny" or not torch.cuda.is_available():
+            modes = [m for m in modes if m[3] != "compiled"]
+        if args.modes:
+            keep = set(args.modes.split(","))
+            modes = [m for m in modes if str(modes.index(m)) in keep]
+        et = Table(
+            title=f"evaluation, batch {args.batch}, {args.images} images, "
+            f"{args.new_tokens} new tokens ({args.arch}, {dev})"
+        )
+        for col in (
+            "case",
+            "images/s",
+            "× baseline",
+            "decode ms/step",
+            "prefill s/batch",
+            "preproc s/batch",
+            "warm-up s",
+            "peak GiB",
+        ):
+            et.add_column(col)
+        base = {}
+        for name, vision, scoring, decoding in modes:
+            r = _child(
+                {
+                    "kind": "eval",
+                    "name": name,
+                    "vision": vision,
+                    "scoring": scoring,
+                    "decoding": decoding,
+                    "batch": args.batch,
+                    "images": args.images,
+                    "new_tokens": args.new_tokens,
+                    "spec": spec,
+                    "size": size,
+                }
+            )
+            rows.append(r)
+            if "error" in r:
+                et.add_row(name, "error", r["error"][-90:], *[""] * 5)
+                continue
+            base.setdefault(scoring, r["images_per_s"]) if vision == "stock" else None
+            ref = base.get(scoring) if scoring == "likelihood" else base.get("generate")
+            et.add_row(
+                name,
+                f"{r['images_per_s']:.2f}",
+                _fmt(r["images_per_s"] / ref if ref else None),
+                _fmt(r.get("decode_ms_per_step"), ".1f"),
+                f"{r['prefill_s_per_batch']:.3f}",
+                f"{r['preprocess_s_per_batch']:.3f}",
+                f"{r['warmup_s']:.1f}",
+                f"{r['peak_gib']:.1f}",
+            )
+        console.print(et)
+    if args.part in ("train", "all"):
+        opts = {
+            "r": 16,
+            "alpha": 16,
+            "dropout": 0.15,
+            "finetune_vision_layers": True,
+            "finetune_language_layers": True,
+            "finetune_attention_modules": True,
+            "finetune_mlp_modules": False,
+            "lr": 1e-4,
+            "max_steps": args.steps,
+            "eval_every": None,
+            "batch_size": args.train_batch,
+            "seed": 0,
+        }
+        cases = [
+            (
+                "baseline: stock vision, grad ckpt",
+                "stock",
+                "rslora",
+                {**opts, "gradient_checkpointing": True},
+            ),
+            (
+                "batched vision, grad ckpt",
+                "batched",
+                "rslora",
+                {**opts, "gradient_checkpointing": True},
+            ),
+            ("batched vision, no ckpt", "batched", "rslora", {**opts, "max_steps": 12}),
+        ]
+        if torch.cuda.is_available():
+            cases.append(
+                (
+                    "QLoRA batch 2, batched vision",
+                    "batched",
+                    "qlora",
+                    {**opts, "batch_size": 2, "max_steps": 12, "gradient_checkpointing": True},
+                )
+            )
+        tt = Table(title=f"training, seed-like rsLoRA ({args.arch}, {dev})")
+        for col in ("case", "batch", "samples/s", "× baseline", "peak GiB", "TFLOP/sample", "MFU"):
+            tt.add_column(col)
+        ref = None
+        for i, (name, vision, trainer, o) in enumerate(cases):
+            r = _child(
+                {
+                    "kind": "train",
+                    "name": name,
+                    "vision": vision,
+                    "trainer": trainer,
+                    "opts": o,
+                    "spec": spec,
+                    "size": size,
+                    "n": max(64, o["batch_size"] * 4),
+                    "workdir": str(work / f"train-{i}"),
+                }
+            )
+            rows.append(r)
+            if "error" in r:
+                tt.add_row(name, "", "error", r["error"][-90:], "", "", "")
+                continue
+            ref = ref or r["samples_per_s"]
+            tt.add_row(
+                name,
+                str(r["batch"]),
+                f"{r['samples_per_s']:.2f}",
+                f"{r['samples_per_s'] / ref:.2f}",
+                f"{r['peak_gib']:.2f}",
+                f"{r['tflop_per_sample']:.2f}",
+                _fmt(r["mfu"], ".1%"),
+            )
+        console.print(tt)
+        a, b = (next((r for r in rows if r.get("name") == n), {}) for n, *_ in cases[:2])
+        if a.get("losses") and b.get("losses"):
+            diffs = [abs(x[1] - y[1]) for x, y in zip(a["losses"], b["losses"], strict=False)]
+            console.print(
+                f"loss curve over {args.steps} steps, baseline vs batched vision (logged every "
+                f"{a['losses'][0][0]} steps): max |Δloss| {max(diffs):.4f}, first "
+                f"{a['losses'][0][1]:.4f} vs {b['losses'][0][1]:.4f}, last "
+                f"{a['losses'][-1][1]:.4f} vs {b['losses'][-1][1]:.4f}"
+            )
+    if args.part in ("profile", "all"):
+        opts = {
+            "r": 16,
+            "alpha": 16,
+            "dropout": 0.15,
+            "finetune_vision_layers": True,
+            "finetune_language_layers": True,
+            "finetune_attention_modules": True,
+            "finetune_mlp_modules": False,
+            "max_steps": 3,
+            "eval_every": None,
+            "batch_size": args.train_batch,
+            "gradient_checkpointing": True,
+        }
+        for vision in ("stock", "batched"):
+            r = _child(
+                {
+                    "kind": "profile",
+                    "vision": vision,
+                    "opts": opts,
+                    "spec": spec,
+                    "size": size,
+                    "n": args.train_batch * 3,
+                    "workdir": str(work / f"prof-{vision}"),
+                }
+            )
+            rows.append(r)
+            console.print(
+                f"[bold]profile, {vision} vision attention, 3 steps[/bold]: "
+                f"{r.get('sdpa_calls')} SDPA calls, {r.get('host_syncs')} host syncs"
+            )
+            console.print(r.get("table") or r.get("error"))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(
+            json.dumps(
+                {"card": dev, "arch": args.arch, "torch": torch.__version__, "rows": rows},
+                indent=2,
+                default=str,
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
