@@ -214,7 +214,7 @@ def main() -> None:
     import torch
 
     console = Console(width=160)
-    work = Path(tempfile.mkdtemp(prefix="gpu-speed-"))
+    work = Path(os.environ.get("GPU_SPEED_WORK") or tempfile.mkdtemp(prefix="gpu-speed-"))
     if args.arch == "3b":
         from qwen3b import write_random_checkpoint
 
