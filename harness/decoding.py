@@ -49,7 +49,8 @@ def generate_static(
     from transformers import CompileConfig
 
     from harness.batching import prefetched
-    from harness.sft import encode_prompts, render_prompt
+    from harness.fast_pixels import encode_prompts_fast
+    from harness.sft import render_prompt
 
     device = next(model.parameters()).device
     compiled = config.decoding == "compiled"
@@ -66,12 +67,13 @@ def generate_static(
 
     def encode(rows: list[int]) -> Any:
         rows = rows + [rows[-1]] * (size - len(rows))  # same shape for every batch
-        batch = encode_prompts(processor, [images[i] for i in rows], [prompts[i] for i in rows])
+        imgs, texts = [images[i] for i in rows], [prompts[i] for i in rows]
+        batch = encode_prompts_fast(processor, imgs, texts, device)
         return _pad_left(batch, PAD_MULTIPLE, tokenizer.pad_token_id)
 
     answers: dict[int, str] = {}
     for rows, encoded in prefetched(batches, encode):  # next batches encode during this one
-        inputs = encoded.to(device)
+        inputs = encoded
         with torch.inference_mode():
             out = model.generate(
                 **inputs,

@@ -102,7 +102,8 @@ def label_loglikelihoods(
     """((samples, classes) label log-likelihoods, (samples,) tree-greedy label index), in order."""
 
     from harness.batching import prefetched
-    from harness.sft import encode_prompts, render_prompt
+    from harness.fast_pixels import encode_prompts_fast
+    from harness.sft import render_prompt
 
     tokenizer = getattr(processor, "tokenizer", processor)
     device = next(model.parameters()).device
@@ -123,14 +124,15 @@ def label_loglikelihoods(
 
     def encode(start: int) -> Any:
         stop = start + batch_size
-        return encode_prompts(processor, list(images[start:stop]), list(prompts[start:stop]))
+        imgs, texts = list(images[start:stop]), list(prompts[start:stop])
+        return encode_prompts_fast(processor, imgs, texts, device)
 
     for start, inputs in prefetched(starts, encode):
         texts = prompts[start : start + batch_size]
         if any(plans[t] != plans[texts[0]] for t in texts):
             raise ScoringError("prompts in one batch tokenize the labels differently")
         shared, rest = plans[texts[0]]
-        totals, chosen = _score_batch(model, core, inputs.to(device), shared, rest)
+        totals, chosen = _score_batch(model, core, inputs, shared, rest)
         scores[start : start + len(texts)], choices[start : start + len(texts)] = totals, chosen
         if on_batch is not None:
             on_batch(len(texts))

@@ -204,7 +204,11 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=96)
     ap.add_argument("--train-batch", type=int, default=8)
     ap.add_argument("--steps", type=int, default=50)
-    ap.add_argument("--modes", default="", help="only these eval modes (comma list of names)")
+    ap.add_argument("--modes", default="", help="only these eval modes (comma list of indexes)")
+    ap.add_argument(
+        "--ckpt-batches", default="", help="only batched-vision grad-ckpt cases, e.g. 12,16"
+    )
+    ap.add_argument("--profile-vision", default="stock,batched")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--case", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -271,6 +275,7 @@ def main() -> None:
                 }
             )
             rows.append(r)
+            print("ROW", json.dumps({k: v for k, v in r.items() if k != "spec"}), flush=True)
             if "error" in r:
                 et.add_row(name, "error", r["error"][-90:], *[""] * 5)
                 continue
@@ -317,7 +322,17 @@ def main() -> None:
             ),
             ("batched vision, no ckpt", "batched", "rslora", {**opts, "max_steps": 12}),
         ]
-        if torch.cuda.is_available():
+        if args.ckpt_batches:
+            cases = [
+                (
+                    f"batched vision, grad ckpt, batch {b}",
+                    "batched",
+                    "rslora",
+                    {**opts, "batch_size": b, "max_steps": 12, "gradient_checkpointing": True},
+                )
+                for b in map(int, args.ckpt_batches.split(","))
+            ]
+        elif torch.cuda.is_available():
             cases.append(
                 (
                     "QLoRA batch 2, batched vision",
@@ -377,12 +392,12 @@ def main() -> None:
             "finetune_language_layers": True,
             "finetune_attention_modules": True,
             "finetune_mlp_modules": False,
-            "max_steps": 3,
+            "max_steps": 2,
             "eval_every": None,
             "batch_size": args.train_batch,
             "gradient_checkpointing": True,
         }
-        for vision in ("stock", "batched"):
+        for vision in args.profile_vision.split(","):
             r = _child(
                 {
                     "kind": "profile",

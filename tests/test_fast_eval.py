@@ -160,3 +160,22 @@ def test_continuation_chunks_do_not_change_scores(monkeypatch: pytest.MonkeyPatc
     chunked, chosen2 = label_loglikelihoods(model, processor, *args)
     np.testing.assert_allclose(chunked, whole, atol=1e-5)
     assert (chosen == chosen2).all()
+
+
+def test_fast_pixel_encoding_equals_the_processor() -> None:
+    from harness.fast_pixels import encode_prompts_fast
+    from harness.sft import encode_prompts
+
+    _, processor, bench = _setup()
+    images = [
+        bench.test[0].image,
+        bench.test[1].image.resize((150, 130)),  # resized by the processor's own resize
+        bench.test[2].image.convert("L"),
+    ]
+    prompts = ["a", "bb c", "x y z w"]
+    want = encode_prompts(processor, images, prompts)
+    got = encode_prompts_fast(processor, images, prompts, "cpu")
+    assert set(got) == set(want)
+    for key in ("input_ids", "attention_mask", "mm_token_type_ids", "image_grid_thw"):
+        assert torch.equal(got[key], want[key]), key
+    torch.testing.assert_close(got["pixel_values"], want["pixel_values"], rtol=0, atol=1e-6)
