@@ -92,8 +92,14 @@ def validate_options(entry: Entry, values: dict[str, Any]) -> Options:
         for err in exc.errors():
             key = ".".join(str(p) for p in err["loc"]) or "(options)"
             if err["type"] == "extra_forbidden":
-                allowed = ", ".join(entry.cls.Options.model_fields) or "(none)"
-                problems.append(f"unknown option {entry.kind}.{key} (allowed: {allowed})")
+                allowed = ", ".join(entry.cls.Options.model_fields)
+                hint = (
+                    f"allowed: {allowed}"
+                    if allowed
+                    else f"{entry.kind} {entry.name!r} takes no options; did you mean to pick "
+                    f"another {entry.kind} with --{entry.kind}?"
+                )
+                problems.append(f"unknown option {entry.kind}.{key} ({hint})")
             else:
                 got = err.get("input")
                 problems.append(f"bad value for {entry.kind}.{key}={got!r}: {err['msg']}")

@@ -319,7 +319,8 @@ def run_configuration(
             train_set = augment(train_set, comps["augmenter"], spec.aug_copies, config.seed)
         task.advance()
         task.finish()
-    train_task = progress.start(f"[{config.id}] train", 1)
+    stage = "load model" if config.trainer == "base" else "train"
+    train_task = progress.start(f"[{config.id}] {stage}", 1)
     workdir = out / "runs" / config.id.replace("@", "_").replace("+", "_")
     workdir.mkdir(parents=True, exist_ok=True)
     val_set = [s.with_(prompt=prompt) for s in bench.val]

@@ -179,3 +179,22 @@ def test_fast_pixel_encoding_equals_the_processor() -> None:
     for key in ("input_ids", "attention_mask", "mm_token_type_ids", "image_grid_thw"):
         assert torch.equal(got[key], want[key]), key
     torch.testing.assert_close(got["pixel_values"], want["pixel_values"], rtol=0, atol=1e-6)
+
+
+def test_rouge_is_not_reported_without_reference_reports() -> None:
+    from harness.evaluation import score
+
+    _, _, bench = _setup()
+    samples = [s.with_(report="") for s in bench.test[:4]]
+    answers = [f"Class: {s.label}\nExplanation: clear lungs" for s in samples]
+    result = score(samples, answers, bench.classes)
+    assert "rouge_l" not in result.metrics and result.metrics["accuracy"] == 1.0
+    assert "rouge_l" in score(bench.test[:4], answers, bench.classes).metrics
+
+
+def test_option_on_an_optionless_component_names_the_fix(tmp_path) -> None:
+    result = CliRunner().invoke(
+        main, ["bench", "--trainer", "lora", "-o", "augmenter.max_deg=5", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 2
+    assert "takes no options" in result.output and "--augmenter" in result.output

@@ -14,7 +14,17 @@ from rich.console import Console
 
 from harness.errors import HarnessError
 
-console = Console()
+
+def _width() -> int | None:
+    """Rich falls back to 80 columns when piped, which wraps the leaderboards; use 160 then."""
+    import os
+
+    if os.environ.get("COLUMNS") or sys.stdout.isatty():
+        return None
+    return 160
+
+
+console = Console(width=_width())
 err_console = Console(stderr=True)
 
 

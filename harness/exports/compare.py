@@ -27,7 +27,10 @@ def match_pairs(
         )
     missing = [a for a, _ in pairs if a not in by_a] + [b for _, b in pairs if b not in by_b]
     if missing:
-        raise DataError(f"unknown configuration id(s): {', '.join(missing)}")
+        raise DataError(
+            f"unknown configuration id(s): {', '.join(missing)} (A has: {', '.join(by_a) or '-'};"
+            f" B has: {', '.join(by_b) or '-'})"
+        )
     return [(by_a[a], by_b[b]) for a, b in pairs]
 
 
