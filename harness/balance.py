@@ -17,7 +17,7 @@ from PIL import Image
 from harness.components import Augmenter
 from harness.data import Sample
 from harness.errors import OptionError
-from harness.images import ProgressFn, parallel_map
+from harness.images import ProgressFn, parallel_map_images
 from harness.phantoms import phantom_seed
 
 Policy = int | str  # a number, "max" or "median"
@@ -67,9 +67,16 @@ def augment_images(
     workers: int | None = 1,
     progress: ProgressFn | None = None,
 ) -> list[Image.Image]:
-    """Augment each image with its own seed, over ``workers`` processes (None: all cores)."""
+    """Augment each image with its own seed, over ``workers`` processes (None: all cores).
+
+    The workers inherit the images (fork) and write the augmented pixels into shared memory
+    (:func:`harness.images.parallel_map_images`): nothing is pickled per image either way.
+    """
     jobs = [(augmenter, im, s) for im, s in zip(images, seeds, strict=True)]
-    return parallel_map(_augment_one, jobs, workers, progress, f"augment ({augmenter.name})")
+    slots = [4 * im.width * im.height for im in images]  # any mode up to 32 bits per pixel
+    return parallel_map_images(
+        _augment_one, jobs, slots, workers, progress, f"augment ({augmenter.name})"
+    )
 
 
 def balance(

@@ -15,6 +15,7 @@ skip, count and list them.
 from __future__ import annotations
 
 import io
+import mmap
 import multiprocessing as mp
 import os
 import warnings
@@ -188,3 +189,65 @@ def parallel_map(
     finally:
         _SHARED = ()
     return results
+
+
+# Set before the pool forks in parallel_map_images; the workers inherit them.
+_IMAGE_JOB: dict[str, Any] = {}
+
+
+def _image_to_slot(i: int) -> Any:
+    """Worker: run the image function on item ``i`` and write its pixels into slot ``i`` of the
+    shared buffer; only (mode, size, length, info) travels back. An image that does not fit its
+    slot (or carries a palette) travels back pickled."""
+    job = _IMAGE_JOB
+    image = job["fn"](job["items"][i])
+    raw = image.tobytes() if image.mode not in ("P", "PA", "1") else None
+    start, cap = job["offsets"][i], job["caps"][i]
+    if raw is None or len(raw) > cap:
+        return image
+    job["buf"][start : start + len(raw)] = raw
+    return (image.mode, image.size, len(raw), image.info or None)
+
+
+def parallel_map_images(
+    fn: Callable[[T], Image.Image],
+    items: Sequence[T],
+    slot_bytes: Sequence[int],
+    workers: int | None = None,
+    progress: ProgressFn | None = None,
+    stage: str = "working",
+) -> list[Image.Image]:
+    """``[fn(x) for x in items]`` for a function that returns images, over a process pool.
+
+    Workers write each result's raw pixels into a shared anonymous memory map (``slot_bytes[i]``
+    reserved for item ``i``; pages cost memory only once written), so images are never pickled
+    back: this process rebuilds them with one copy each. Results equal the serial path's bit
+    for bit. Without ``fork`` (or with one worker) this is :func:`parallel_map`.
+    """
+    n = len(items)
+    workers = min(resolve_workers(workers), max(1, n))
+    if workers <= 1 or "fork" not in mp.get_all_start_methods() or n == 0:
+        return parallel_map(fn, items, workers, progress, stage)
+    caps = [max(1, int(c)) for c in slot_bytes]
+    if len(caps) != n:
+        raise ValueError("slot_bytes needs one size per item")
+    offsets = np.concatenate([[0], np.cumsum(caps)[:-1]]).tolist()
+    buf = mmap.mmap(-1, sum(caps))
+    _IMAGE_JOB.update(fn=fn, items=items, offsets=offsets, caps=caps, buf=buf)
+    try:
+        chunk = max(1, min(16, n // (workers * 16) or 1))
+        out = parallel_map(_image_to_slot, range(n), workers, progress, stage, chunk)
+        view = memoryview(buf)
+        try:
+            for i, res in enumerate(out):
+                if isinstance(res, tuple):
+                    mode, size, length, info = res
+                    image = Image.frombytes(mode, size, view[offsets[i] : offsets[i] + length])
+                    image.info.update(info or {})
+                    out[i] = image
+        finally:
+            view.release()
+    finally:
+        _IMAGE_JOB.clear()
+        buf.close()
+    return out

@@ -7,7 +7,9 @@ skipped file with its reason, empty class folders, dropped exact copies, label c
 
 The split is group-aware: exact and near duplicates are unioned into groups (harness.dedup) and a
 whole group goes to one split, stratified per class. A group whose members carry different
-labels is excluded. ``check_leakage`` therefore finds no cross-split pair at the build threshold.
+labels is excluded. ``check_leakage`` applies the same two-stage definition (hash candidates,
+thumbnail verification; settings read from ``benchmark.json``), so it finds no cross-split pair in
+a benchmark built here.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import re
 import shutil
 import tempfile
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,8 +33,9 @@ from harness.data import Sample
 from harness.dedup import (
     DEFAULT_HASH,
     HashConfig,
+    cross_split_pairs,
     group_duplicates,
-    near_pairs,
+    image_thumbnail,
     perceptual_hash,
     pixel_sha256,
 )
@@ -77,8 +80,11 @@ class VerifyResult:
 @dataclass
 class LeakageResult:
     threshold: int
-    pairs: list[tuple[str, str, str, str, int]]  # split_a, id_a, split_b, id_b, distance
+    # split_a, id_a, split_b, id_b, Hamming distance, verification score (0 if exact or off)
+    pairs: list[tuple[str, str, str, str, int, float]]
     exact: int  # of those pairs, how many are pixel-identical
+    candidates: int = 0  # hash candidates across splits before verification
+    config: HashConfig = DEFAULT_HASH
 
 
 def _analyse(args: tuple[Record, HashConfig, int]) -> dict[str, Any]:
@@ -96,18 +102,20 @@ def _analyse(args: tuple[Record, HashConfig, int]) -> dict[str, Any]:
         "sha256": hashlib.sha256(data).hexdigest(),
         "pixels": pixel_sha256(image),
         "phash": perceptual_hash(image, cfg),
+        "thumb": image_thumbnail(image, cfg),
     }
 
 
-def _hash_file(args: tuple[Path, HashConfig]) -> tuple[str, str]:
+def _hash_file(args: tuple[Path, HashConfig]) -> tuple[str, str, bytes]:
     path, cfg = args
     image = decode_image(path.read_bytes(), str(path), 2**62)
-    return pixel_sha256(image), perceptual_hash(image, cfg)
+    return pixel_sha256(image), perceptual_hash(image, cfg), image_thumbnail(image, cfg)
 
 
-def _hash_sample(args: tuple[Sample, HashConfig]) -> tuple[str, str]:
+def _hash_sample(args: tuple[Sample, HashConfig]) -> tuple[str, str, bytes]:
     sample, cfg = args
-    return pixel_sha256(sample.image), perceptual_hash(sample.image, cfg)
+    image = sample.image
+    return pixel_sha256(image), perceptual_hash(image, cfg), image_thumbnail(image, cfg)
 
 
 def split_groups(
@@ -175,7 +183,12 @@ def build_benchmark(
     skipped = list(imported.skipped) + [i["skip"] for i in infos if "skip" in i]
     good = [(r, i) for r, i in zip(records, infos, strict=True) if "skip" not in i]
     grouping = group_duplicates(
-        [i["pixels"] for _, i in good], [i["phash"] for _, i in good], hash_config.threshold
+        [i["pixels"] for _, i in good],
+        [i["phash"] for _, i in good],
+        hash_config,
+        [i["thumb"] for _, i in good],
+        workers,
+        progress,
     )
     members = grouping.members()
     conflicts, exact_dropped, groups, kept = [], [], {}, []
@@ -234,12 +247,13 @@ def build_benchmark(
         "images_in_near_duplicate_groups": sum(k * v for k, v in sizes.items() if k > 1),
         "largest_group": max(sizes, default=0),
         "near_pairs": grouping.near_pairs,
+        "near_candidates": grouping.candidates,
         "label_conflicts": conflicts,
     }
     n_conf = sum(len(c["members"]) for c in conflicts)
     caveats = [
-        f"de-duplicated at build ({hash_config.kind} {hash_config.size**2}-bit, Hamming <= "
-        f"{hash_config.threshold}): {len(exact_dropped)} exact copies dropped, "
+        f"de-duplicated at build ({hash_config.describe()}): "
+        f"{len(exact_dropped)} exact copies dropped, "
         f"{report['near_duplicate_groups']} duplicate groups "
         f"({report['images_in_near_duplicate_groups']} images) kept within one split, "
         f"{len(conflicts)} label-conflict groups ({n_conf} images) excluded, "
@@ -328,20 +342,14 @@ def verify(
     return result
 
 
-def _cross_pairs(splits: dict[str, list[tuple[str, str, str]]], threshold: int) -> LeakageResult:
-    pairs: list[tuple[str, str, str, str, int]] = []
-    exact = 0
-    names = [s for s in SPLITS if s in splits]
-    for a_i, a in enumerate(names):
-        for b in names[a_i + 1 :]:
-            A, B = splits[a], splits[b]
-            for i, j, d in near_pairs([x[2] for x in A], [x[2] for x in B], threshold):
-                pairs.append((a, A[i][0], b, B[j][0], d))
-            pix = {x[1]: x[0] for x in A}
-            exact_pairs = [(a, pix[x[1]], b, x[0], 0) for x in B if x[1] in pix]
-            exact += len(exact_pairs)
-            pairs.extend(p for p in exact_pairs if p not in pairs)
-    return LeakageResult(threshold, pairs, exact)
+def leakage_config(
+    meta: dict[str, Any], threshold: int | None = None, verify: float | None = None
+) -> HashConfig:
+    """The build's near-duplicate definition from ``benchmark.json`` (a manifest from before the
+    verification stage was hash-only: ``verify=0``), with optional overrides."""
+    cfg = HashConfig(**{"verify": 0.0, **meta["hash"]})
+    changes = {k: v for k, v in (("threshold", threshold), ("verify", verify)) if v is not None}
+    return replace(cfg, **changes)  # type: ignore[arg-type]
 
 
 def check_leakage_dir(
@@ -349,17 +357,16 @@ def check_leakage_dir(
     threshold: int | None = None,
     workers: int | None = None,
     progress: ProgressFn | None = None,
+    verify: float | None = None,
 ) -> LeakageResult:
     meta, rows = read_manifest(path)
-    cfg = HashConfig(**meta["hash"])
-    if threshold is not None:
-        cfg = HashConfig(cfg.kind, cfg.size, threshold)
+    cfg = leakage_config(meta, threshold, verify)
     jobs = [(path / r["path"], cfg) for r in rows]
     hashed = parallel_map(_hash_file, jobs, workers, progress, "hash for leakage check")
-    splits: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
-    for row, (pix, ph) in zip(rows, hashed, strict=True):
-        splits[row["split"]].append((row["id"], pix, ph))
-    return _cross_pairs(splits, cfg.threshold)
+    items = [(r["split"], r["id"], *h) for r, h in zip(rows, hashed, strict=True)]
+    return LeakageResult(
+        cfg.threshold, *cross_split_pairs(items, cfg, SPLITS, workers, progress), cfg
+    )
 
 
 def check_leakage_samples(
@@ -369,13 +376,15 @@ def check_leakage_samples(
     progress: ProgressFn | None = None,
 ) -> LeakageResult:
     """The same check over in-memory splits (e.g. the embedded phantom8 benchmark)."""
-    out: dict[str, list[tuple[str, str, str]]] = {}
+    items = []
     for split, samples in splits.items():
         hashed = parallel_map(
             _hash_sample, [(s, config) for s in samples], workers, progress, f"hash {split}"
         )
-        out[split] = [(s.id, pix, ph) for s, (pix, ph) in zip(samples, hashed, strict=True)]
-    return _cross_pairs(out, config.threshold)
+        items += [(split, s.id, *h) for s, h in zip(samples, hashed, strict=True)]
+    return LeakageResult(
+        config.threshold, *cross_split_pairs(items, config, SPLITS, workers, progress), config
+    )
 
 
 def check_leakage(
@@ -384,8 +393,11 @@ def check_leakage(
     threshold: int | None = None,
     workers: int | None = None,
     progress: ProgressFn | None = None,
+    verify: float | None = None,
 ) -> LeakageResult:
-    return check_leakage_dir(resolve_dir(name, root), threshold, workers, progress)
+    """Cross-split near-duplicate pairs of a built benchmark, by the definition it was built with
+    (``threshold`` / ``verify`` override it; ``verify=0`` checks by hash alone)."""
+    return check_leakage_dir(resolve_dir(name, root), threshold, workers, progress, verify)
 
 
 def _load_row(args: tuple[Path, dict[str, Any]]) -> Sample:

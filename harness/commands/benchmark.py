@@ -45,6 +45,10 @@ root_option = click.option(
 workers_option = click.option(
     "--workers", type=click.IntRange(min=1), default=None, help="Processes (default: all cores)."
 )
+VERIFY_HELP = (
+    "Near-duplicate verification: a hash candidate counts only if its thumbnail residual score "
+    "is <= this (0: hash only)."
+)
 
 
 @click.group("benchmark")
@@ -69,8 +73,9 @@ def benchmark() -> None:
 )
 @click.option("--hash-size", type=int, default=8, show_default=True, help="Hash side (bits=n²).")
 @click.option(
-    "--threshold", type=int, default=8, show_default=True, help="Near-duplicate Hamming threshold."
+    "--threshold", type=int, default=8, show_default=True, help="Candidate Hamming threshold."
 )
+@click.option("--verify", type=float, default=0.02, show_default=True, help=VERIFY_HELP)
 @click.option("--include-encapsulated", is_flag=True, help="Keep Encapsulated_Lesions (06).")
 @click.option(
     "--map",
@@ -100,6 +105,7 @@ def build_cmd(
     hash_kind,
     hash_size,
     threshold,
+    verify,
     include_encapsulated,
     mapping,
     image_column,
@@ -123,7 +129,7 @@ def build_cmd(
             if not sep or not key.strip():
                 raise click.BadParameter(f"{item!r}: expected FOLDER=LABEL", param_hint="--map")
             label_map[key.strip()] = value.strip()
-        cfg = HashConfig(hash_kind, hash_size, threshold)
+        cfg = HashConfig(hash_kind, hash_size, threshold, verify)
         imported = import_source(
             source, label_map, include_encapsulated, image_column, text_column, label_column
         )
@@ -173,7 +179,7 @@ def build_cmd(
         console.print(
             f"[bold yellow]warning:[/bold yellow] one duplicate group holds "
             f"{rep['largest_group']} images; the threshold may be too loose "
-            "(try a lower --threshold)."
+            "(try a lower --verify or --threshold)."
         )
     console.print(
         f"cross-split near-duplicate pairs: {res.leakage_pairs} · written to "
@@ -211,38 +217,45 @@ def verify_cmd(name, root, workers) -> None:
     "--threshold",
     type=int,
     default=None,
-    help="Hamming threshold (default: the one the benchmark was built with).",
+    help="Candidate Hamming threshold (default: the one the benchmark was built with).",
 )
+@click.option("--verify", type=float, default=None, help=VERIFY_HELP + " Default: as built.")
 @workers_option
-def check_leakage_cmd(name, root, threshold, workers) -> None:
-    """Report near-duplicate pairs across train/val/test of NAME (exit 1 if any)."""
+def check_leakage_cmd(name, root, threshold, verify, workers) -> None:
+    """Report near-duplicate pairs across train/val/test of NAME (exit 1 if any), by the
+    definition NAME was built with (phantom8: the build defaults)."""
     from harness.manifest import check_leakage, check_leakage_samples
 
     try:
         with progress_callback() as report:
             if name == "phantom8":
                 from harness.benchmark import load_phantom8
-                from harness.dedup import DEFAULT_HASH, HashConfig
+                from harness.dedup import HashConfig
+                from harness.manifest import leakage_config
 
                 b = load_phantom8()
-                cfg = DEFAULT_HASH if threshold is None else HashConfig(threshold=threshold)
+                cfg = leakage_config({"hash": HashConfig().as_dict()}, threshold, verify)
                 splits = {"train": b.train, "val": b.val, "test": b.test}
                 res = check_leakage_samples(splits, cfg, workers, report)
             else:
-                res = check_leakage(name, root, threshold, workers, report)
+                res = check_leakage(name, root, threshold, workers, report, verify)
     except HarnessError as exc:
         fail(exc)
+    rule = res.config.describe()
     if res.pairs:
         table = Table(
             title=f"{len(res.pairs)} cross-split near-duplicate pairs "
-            f"(Hamming <= {res.threshold}; {res.exact} pixel-identical)"
+            f"({rule}; {res.exact} pixel-identical)"
         )
-        for col in ("split", "image", "split", "image", "distance"):
+        for col in ("split", "image", "split", "image", "distance", "score"):
             table.add_column(col)
-        for a, ia, b, ib, d in res.pairs[:50]:
-            table.add_row(a, ia, b, ib, str(d))
+        for a, ia, b, ib, d, sc in res.pairs[:50]:
+            table.add_row(a, ia, b, ib, str(d), f"{sc:.4f}")
         console.print(table)
         if len(res.pairs) > 50:
             console.print(f"... and {len(res.pairs) - 50} more")
         sys.exit(1)
-    console.print(f"[green]ok:[/green] no cross-split near-duplicates (Hamming <= {res.threshold})")
+    console.print(
+        f"[green]ok:[/green] no cross-split near-duplicates ({rule}; "
+        f"{res.candidates} hash candidates checked)"
+    )
