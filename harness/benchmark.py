@@ -82,6 +82,9 @@ def load_phantom8() -> Benchmark:
             "phantom8 images are procedurally generated phantoms, not radiographs: "
             "scores test the machinery and are not a medical result.",
             "Reference reports are generated from the phantom's drawn findings (synthetic).",
+            "Every phantom is drawn from its own seed, so nothing is de-duplicated; "
+            "`harness benchmark check-leakage phantom8` finds no near-duplicate pair across "
+            "train and test.",
         ],
     )
     return bench

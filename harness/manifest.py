@@ -260,7 +260,7 @@ def build_benchmark(
         f"{len(skipped)} unreadable files skipped."
     ]
     if not any(r["report"] for r in rows):
-        caveats.append("No reference reports: text metrics are empty for this benchmark.")
+        caveats.append("No reference reports: ROUGE-L is not reported for this benchmark.")
     meta = {
         "name": name,
         "classes": classes,

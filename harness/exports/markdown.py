@@ -197,8 +197,6 @@ def caveats(rows: Rows, provenance: Mapping[str, Any], an: Mapping[str, Any]) ->
     if dedup:
         items = dedup.items() if isinstance(dedup, Mapping) else [("removed", dedup)]
         out.append("De-duplication: " + ", ".join(f"{k} {v}" for k, v in items) + ".")
-    elif "dedup" not in bench:
-        out.append("De-duplication counts were not recorded by this benchmark loader.")
     bad = [
         f"{r['config_id']} {r['metrics']['invalid_rate']:.1%}"
         for r in rows
