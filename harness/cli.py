@@ -291,7 +291,7 @@ def leaderboard_table(result) -> Table:
             "–",
         )
     oracle = result.baselines.get("same_class_reference")
-    if oracle:
+    if oracle and any("rouge_l" in r["metrics"] for r in result.rows):
         table.add_row(
             "[dim]same-class reference (ROUGE-L oracle)[/dim]",
             "–",

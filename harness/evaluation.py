@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from harness.data import Sample
-from harness.errors import OptionError
+from harness.errors import BackendUnavailableError, OptionError
 from harness.metrics import classification_metrics, rouge_l
 from harness.parser import parse_answer
 
@@ -40,6 +40,8 @@ class GenerationConfig:
     decoding: str = "plain"
 
     def __post_init__(self) -> None:
+        if self.scoring == "likelihood":  # no decoding happens: one setting, one cache key
+            object.__setattr__(self, "decoding", "plain")
         if self.scoring not in SCORINGS:
             raise OptionError(f"--scoring {self.scoring!r}: expected one of {', '.join(SCORINGS)}")
         if self.decoding not in DECODINGS:
@@ -106,6 +108,17 @@ def generate_answers(
         if on_batch is not None:
             on_batch(len(batch_images))
     return answers
+
+
+def check_decoding(config: GenerationConfig) -> None:
+    """Fail before any model loads where the decoding cannot run here."""
+    if config.decoding == "compiled":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BackendUnavailableError(
+                "--decoding compiled needs a CUDA GPU; use static or plain"
+            )
 
 
 def score(samples: Sequence[Sample], answers: Sequence[str], classes: Sequence[str]) -> EvalResult:

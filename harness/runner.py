@@ -15,8 +15,14 @@ from harness.adapters import update_card
 from harness.balance import balance, parse_policy
 from harness.benchmark import Benchmark, check_benchmark, load_benchmark
 from harness.components import TrainContext
-from harness.errors import BackendUnavailableError, OptionError
-from harness.evaluation import GenerationConfig, evaluate, generate_answers, score
+from harness.errors import OptionError
+from harness.evaluation import (
+    GenerationConfig,
+    check_decoding,
+    evaluate,
+    generate_answers,
+    score,
+)
 from harness.exports import write_all
 from harness.likelihood import label_loglikelihoods, score_likelihoods
 from harness.metrics import majority_baseline
@@ -141,11 +147,7 @@ def generation_config(spec: BenchSpec) -> GenerationConfig:
 def validate(spec: BenchSpec, registry: Registry) -> None:
     """Fail before any work: unknown names, bad options, or a missing model path."""
     gen = generation_config(spec)
-    if gen.decoding == "compiled":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise BackendUnavailableError("--decoding compiled needs a CUDA GPU; use static")
+    check_decoding(gen)
     if gen.scoring == "likelihood" and spec.options.get("trainer", {}).get("min_rouge_l"):
         raise OptionError(
             "trainer.min_rouge_l needs ROUGE-L, which --scoring likelihood does not compute"

@@ -132,6 +132,7 @@ def test_likelihood_bench_reports_no_rouge(tmp_path) -> None:
     table = (out / "leaderboard.md").read_text()
     line = next(x for x in table.splitlines() if x.startswith("| base"))
     assert line.split("|")[4].strip() == "–"  # the ROUGE-L column
+    assert "ROUGE-L oracle" not in table
     # resume reuses the cached log-likelihoods and reproduces the metrics exactly
     again = CliRunner().invoke(main, [*args, "--resume"])
     assert again.exit_code == 0, again.output[-2000:]
@@ -198,3 +199,27 @@ def test_option_on_an_optionless_component_names_the_fix(tmp_path) -> None:
     )
     assert result.exit_code == 2
     assert "takes no options" in result.output and "--augmenter" in result.output
+
+
+def test_compare_warns_when_runs_differ_beyond_the_recipe(tmp_path) -> None:
+    runner = CliRunner()
+    for name, scoring in (("gen", "generate"), ("lik", "likelihood")):
+        args = ["bench", "--trainer", "base", "--scoring", scoring, "--out", str(tmp_path / name)]
+        assert runner.invoke(main, args).exit_code == 0
+    result = runner.invoke(main, ["compare", str(tmp_path / "gen"), str(tmp_path / "lik")])
+    assert result.exit_code == 0, result.output[-2000:]
+    text = " ".join(result.output.split())
+    assert "warning: evaluation setting scoring differs: A generate vs B likelihood" in text
+
+
+def test_eval_rejects_a_missing_adapter_and_compiled_on_cpu_before_loading() -> None:
+    result = CliRunner().invoke(main, ["eval", "--adapter", "/no/such/adapter"])
+    assert result.exit_code == 2 and "does not exist" in result.output
+    if not torch.cuda.is_available():
+        result = CliRunner().invoke(main, ["eval", "--decoding", "compiled"])
+        assert result.exit_code == 2 and "CUDA" in result.output
+
+
+def test_decoding_is_moot_under_likelihood_scoring() -> None:
+    cfg = GenerationConfig(scoring="likelihood", decoding="compiled")
+    assert cfg.decoding == "plain" and "cache" not in cfg.as_dict()

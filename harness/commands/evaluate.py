@@ -8,7 +8,7 @@ import click
 from rich.table import Table
 
 from harness.commands import console, eval_options, fail, set_torch_threads
-from harness.errors import HarnessError
+from harness.errors import HarnessError, ModelError
 
 
 @click.command("eval")
@@ -52,12 +52,15 @@ def evaluate_cmd(
     """Evaluate a model (optionally with an adapter) on a benchmark's test split."""
     from harness.adapters import load_with_adapter, read_card
     from harness.benchmark import load_benchmark
-    from harness.evaluation import GenerationConfig, evaluate
+    from harness.evaluation import GenerationConfig, check_decoding, evaluate
     from harness.modeling import ModelSpec, load_base
     from harness.prompts import eval_prompt
 
     try:
         set_torch_threads(threads)
+        if adapter and not (adapter / "adapter_config.json").is_file():
+            what = "does not exist" if not adapter.exists() else "has no adapter_config.json"
+            raise ModelError(f"--adapter {str(adapter)!r} {what}")
         card = read_card(adapter) if adapter else {}
         base = card.get("base_model", {})
         spec = ModelSpec(
@@ -66,7 +69,6 @@ def evaluate_cmd(
             min_pixels=base.get("min_pixels"),
             max_pixels=base.get("max_pixels"),
         )
-        bench = load_benchmark(benchmark)
         gen = GenerationConfig(
             max_new_tokens=max_new_tokens
             or card.get("generation", {}).get("max_new_tokens")
@@ -77,6 +79,8 @@ def evaluate_cmd(
             scoring=scoring,
             decoding=decoding,
         )
+        check_decoding(gen)
+        bench = load_benchmark(benchmark)
         net, processor = load_with_adapter(spec, adapter) if adapter else load_base(spec)
         prompt = eval_prompt(bench.classes)
         with console.status(f"evaluating {len(bench.test)} test images"):
@@ -104,9 +108,15 @@ def evaluate_cmd(
             cells.append(f"{recorded[key]:.4f}" if key in recorded else "–")
         table.add_row(key, *cells)
     console.print(table)
-    if recorded and card.get("benchmark", {}).get("fingerprint") == bench.fingerprint:
-        same = all(abs(recorded.get(k, -1) - v) < 1e-9 for k, v in result.metrics.items())
-        same = same and set(result.metrics) == set(recorded)
+    card_bench = card.get("benchmark", {})
+    if recorded and card_bench.get("fingerprint") != bench.fingerprint:
+        console.print(
+            f"[yellow]the card's values were recorded on benchmark {card_bench.get('name')} "
+            f"({card_bench.get('fingerprint')}), not on this one[/yellow]"
+        )
+    if recorded and card_bench.get("fingerprint") == bench.fingerprint:
+        shared = set(result.metrics) & set(recorded)
+        same = bool(shared) and all(abs(recorded[k] - result.metrics[k]) < 1e-9 for k in shared)
         console.print(
             "metrics match the run's record"
             if same

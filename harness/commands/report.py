@@ -128,7 +128,12 @@ def compare_cmd(
     from harness import stats
     from harness.atomic import write_text_atomic
     from harness.exports import classes_of, fmt_p
-    from harness.exports.compare import compare_runs, comparison_markdown
+    from harness.exports.compare import (
+        compare_runs,
+        comparison_markdown,
+        match_pairs,
+        setting_differences,
+    )
     from harness.store import ResultsStore
 
     try:
@@ -144,9 +149,12 @@ def compare_cmd(
                 "different benchmarks: paired tests need the same test images"
             )
         classes = classes_of([*rows_a, *rows_b], prov_a)
-        results = compare_runs(rows_a, rows_b, classes, _parse_pairs(pairs), resamples, seed)
+        wanted = _parse_pairs(pairs)
+        results = compare_runs(rows_a, rows_b, classes, wanted, resamples, seed)
+        warnings = setting_differences(prov_a, prov_b, match_pairs(rows_a, rows_b, wanted))
+        note = "".join(f"**Warning:** {w}.\n\n" for w in warnings)
         if out:
-            write_text_atomic(out, comparison_markdown(results, str(dir_a), str(dir_b)))
+            write_text_atomic(out, comparison_markdown(results, str(dir_a), str(dir_b), note))
     except HarnessError as exc:
         fail(exc)
     table = Table(title=f"A = {dir_a}  ·  B = {dir_b}  ·  Δ = B − A (95% paired bootstrap CI)")
@@ -166,5 +174,7 @@ def compare_cmd(
             cells += [f"{p.estimate:+.3f} [{p.low:+.3f}, {p.high:+.3f}]", fmt_p(p.p_value)]
         table.add_row(r["a"], r["b"], str(r["n_shared"]), *cells, fmt_p(r["mcnemar"].p_value))
     console.print(table)
+    for w in warnings:
+        console.print(f"[yellow]warning:[/yellow] {w}; the Δ may come from this", highlight=False)
     if out:
         console.print(f"Comparison written to [bold]{out}[/bold]")

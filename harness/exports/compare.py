@@ -34,6 +34,42 @@ def match_pairs(
     return [(by_a[a], by_b[b]) for a, b in pairs]
 
 
+def setting_differences(
+    prov_a: Mapping[str, Any],
+    prov_b: Mapping[str, Any],
+    pairs: Sequence[tuple[Row, Row]],
+) -> list[str]:
+    """What differs between the two runs besides the compared recipes: a Δ may come from these."""
+    out = []
+    ga, gb = prov_a.get("generation") or {}, prov_b.get("generation") or {}
+    defaults = {"scoring": "generate", "cache": "plain"}
+    for k in sorted(set(ga) | set(gb)):
+        va, vb = ga.get(k, defaults.get(k)), gb.get(k, defaults.get(k))
+        if va != vb:
+            out.append(f"evaluation setting {k} differs: A {va} vs B {vb}")
+    if prov_a.get("prompt_hash") != prov_b.get("prompt_hash"):
+        out.append(
+            f"prompt differs: A {prov_a.get('prompt_hash')} vs B {prov_b.get('prompt_hash')}"
+        )
+    wa = prov_a.get("model", {}).get("weights_hash")
+    wb = prov_b.get("model", {}).get("weights_hash")
+    if wa != wb:
+        out.append(f"base weights differ: A {wa} vs B {wb}")
+    for ra, rb in pairs:
+        oa, ob = ra.get("options") or {}, rb.get("options") or {}
+        if oa != ob:
+            keys = sorted(
+                f"{kind}.{k}"
+                for kind in set(oa) | set(ob)
+                for k in set(oa.get(kind) or {}) | set(ob.get(kind) or {})
+                if (oa.get(kind) or {}).get(k) != (ob.get(kind) or {}).get(k)
+            )
+            out.append(
+                f"{ra['config_id']} vs {rb['config_id']}: options differ ({', '.join(keys)})"
+            )
+    return out
+
+
 def compare_runs(
     rows_a: Sequence[Row],
     rows_b: Sequence[Row],

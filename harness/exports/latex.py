@@ -77,7 +77,7 @@ def leaderboard_latex(
             f"{maj['accuracy']:.3f} & -- & 0.000 & -- & -- & -- \\\\",
         ]
     oracle = baselines.get("same_class_reference")
-    if oracle:
+    if oracle and any("rouge_l" in r["metrics"] for r in rows):
         lines.append(
             f"\\textit{{same-class reference}} & -- & -- & {oracle['rouge_l']:.3f} "
             "& -- & -- & -- & -- \\\\"

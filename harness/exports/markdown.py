@@ -75,7 +75,7 @@ def leaderboard_markdown(
             "| – | 0.000 | – | – | – | – | – |"
         )
     oracle = baselines.get("same_class_reference")
-    if oracle:
+    if oracle and any("rouge_l" in r["metrics"] for r in rows):
         lines.append(
             f"| *same-class reference (ROUGE-L oracle)* | – | – | {oracle['rouge_l']:.3f} "
             "| – | – | – | – | – | – |"

@@ -61,7 +61,11 @@ def plot_confusion(path: Path, title: str, item: Mapping[str, Any]) -> None:
 def plot_metrics(path: Path, rows: Rows, analysis: Mapping[str, Any]) -> None:
     """Grouped bars of the headline metrics with 95% bootstrap CI whiskers."""
     rows_sorted = ordered(rows)
-    metrics = [(m, t) for m, t in COLUMNS if m in stats.HEADLINE]
+    metrics = [
+        (m, t)
+        for m, t in COLUMNS
+        if m in stats.HEADLINE and any(m in r["metrics"] for r in rows_sorted)
+    ]
     width = 0.8 / len(metrics)
     fig = _figure(max(6.0, 1.1 * len(rows_sorted) + 2), 4.5)
     ax = fig.subplots()
