@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -47,6 +47,12 @@ class Synthesizer(Component):
     def synthesize(self, label: str, n: int, rng: np.random.Generator) -> list[str]:
         """Return ``n`` report texts describing class ``label``."""
         raise NotImplementedError
+
+    def check_classes(self, classes: Sequence[str]) -> None:
+        """Raise a typed error, before any work, for a class this synthesizer cannot describe.
+
+        The default accepts every class; ontology-driven synthesizers override it.
+        """
 
 
 @dataclass

@@ -182,6 +182,9 @@ def run_bench(
         f"benchmark {bench.name} fingerprint {bench.fingerprint} "
         f"(train {len(bench.train)}, test {len(bench.test)}) in {time.perf_counter() - t0:.1f}s"
     )
+    for config in spec.configurations():  # e.g. a class the ontology lacks: fail before any work
+        if config.trainer != "base":
+            _resolve_components(spec, registry, config)["synthesizer"].check_classes(bench.classes)
     prompt = eval_prompt(bench.classes)
     gen = generation_config(spec)
     result = BenchResult(out=out)

@@ -236,3 +236,14 @@ def test_prompt_synthesizer_ignores_label() -> None:
     assert PromptSynthesizer().options.classes == PHANTOM8_CLASSES
     with pytest.raises(SynthesisError):
         synthesize_prompts([], 3, np.random.default_rng(0))
+
+
+def test_check_classes_names_a_class_missing_from_the_ontology() -> None:
+    from cxr_harness_plugins.synthesizers.template import TemplateSynthesizer
+    from harness.errors import SynthesisError
+    from harness.labels import PHANTOM8_CLASSES
+
+    synth = TemplateSynthesizer()
+    synth.check_classes(PHANTOM8_CLASSES)  # all present
+    with pytest.raises(SynthesisError, match="Pneumonia"):
+        synth.check_classes([*PHANTOM8_CLASSES, "Pneumonia"])

@@ -35,7 +35,7 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -401,6 +401,11 @@ class GeminiSynthesizer(components.Synthesizer):
             accepted.append(item)
         self._count(label, "accepted", len(accepted))
         return accepted
+
+    def check_classes(self, classes: Sequence[str]) -> None:
+        """Every benchmark class needs an ontology entry (SynthesisError names the first gap)."""
+        for label in classes:
+            self.ontology.entry(label)
 
     def synthesize(self, label: str, n: int, rng: np.random.Generator) -> list[str]:
         """``n`` texts for ``label`` drawn with ``rng`` from the validated pool."""

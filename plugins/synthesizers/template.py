@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -317,6 +317,11 @@ class TemplateSynthesizer(components.Synthesizer):
     def __init__(self, options: components.Options | None = None) -> None:
         super().__init__(options)
         self.ontology = load_ontology(self.options.ontology)
+
+    def check_classes(self, classes: Sequence[str]) -> None:
+        """Every benchmark class needs an ontology entry (SynthesisError names the first gap)."""
+        for label in classes:
+            self.ontology.entry(label)
 
     def synthesize(self, label: str, n: int, rng: np.random.Generator) -> list[str]:
         """``n`` reports for ``label``; the same rng seed gives the same reports."""
