@@ -135,6 +135,11 @@ def import_folder(
         files = sorted(p for p in entry.rglob("*") if p.is_file())
         reports = {p.with_suffix(""): p for p in files if p.suffix.lower() in REPORT_SUFFIXES}
         images = [p for p in files if p.suffix.lower() not in REPORT_SUFFIXES]
+        stems = {p.with_suffix("") for p in images}
+        for stem, report_path in reports.items():  # a .txt with no image beside it
+            if stem not in stems:
+                rel_report = report_path.relative_to(root).as_posix()
+                result.skipped.append(Skipped(rel_report, "report-without-image"))
         if not images:
             result.empty_classes.append(f"{entry.name} ({label})")
             continue

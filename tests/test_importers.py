@@ -132,3 +132,20 @@ def test_bad_bytes_raise_typed_error(data, reason):
     with pytest.raises(ImageLoadError) as info:
         decode_image(data, "f.png")
     assert info.value.reason == reason and "f.png" in str(info.value)
+
+
+def test_a_report_file_without_an_image_is_listed_as_skipped(tmp_path) -> None:
+    from PIL import Image
+
+    from harness.importers import import_folder
+
+    folder = tmp_path / "Normal"
+    folder.mkdir()
+    Image.new("L", (32, 32), 128).save(folder / "a.png")
+    (folder / "a.txt").write_text("Clear lungs.")
+    (folder / "notes.txt").write_text("not a report of any image")
+    result = import_folder(tmp_path)
+    assert [r.report for r in result.records] == ["Clear lungs."]
+    assert [(s.source, s.reason) for s in result.skipped] == [
+        ("Normal/notes.txt", "report-without-image")
+    ]
