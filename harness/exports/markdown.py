@@ -92,6 +92,8 @@ def _paired_md(rows: Rows, an: Mapping[str, Any]) -> list[str]:
     out = ["", "## Paired tests against base", ""]
     if not an["base"]:
         return out + ["No base row: no paired tests."]
+    if not any(an["configs"][r["config_id"]]["paired"] for r in rows):
+        return out + ["Only the base row: nothing to compare with it."]
     out += [
         "| Configuration | n | "
         + " | ".join(f"Δ{t} [95% CI] | p" for _, t in COLUMNS[:3])
