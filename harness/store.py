@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS predictions (
     invalid_reason TEXT,
     rouge_l REAL,
     answer TEXT,
+    scores TEXT,
     PRIMARY KEY (config_key, idx)
 );
 CREATE TABLE IF NOT EXISTS prediction_cache (
@@ -128,6 +129,9 @@ class ResultsStore:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.executescript(_SCHEMA)
+            columns = {r[1] for r in conn.execute("PRAGMA table_info(predictions)")}
+            if "scores" not in columns:  # stores written before likelihood scoring existed
+                conn.execute("ALTER TABLE predictions ADD COLUMN scores TEXT")
             conn.execute(
                 "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
@@ -213,6 +217,7 @@ class ResultsStore:
                 p.get("invalid_reason"),
                 p.get("rouge_l"),
                 p.get("answer"),
+                _dumps(p["scores"]) if p.get("scores") is not None else None,
             )
             for i, p in enumerate(row.get("predictions", []))
         ]
@@ -236,7 +241,7 @@ class ResultsStore:
                 "INSERT INTO metrics VALUES (?, ?, ?)",
                 [(key, k, v) for k, v in (row.get("metrics") or {}).items()],
             )
-            cur.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", preds)
+            cur.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", preds)
         return key
 
     def load_rows(self, with_predictions: bool = True) -> list[dict[str, Any]]:
@@ -250,11 +255,14 @@ class ResultsStore:
         by_key: dict[str, list[dict[str, Any]]] = {r["config_key"]: [] for r in rows}
         cur = self._conn.execute(
             "SELECT config_key, sample_id, label, prediction, valid, invalid_reason, rouge_l, "
-            "answer FROM predictions ORDER BY config_key, idx"
+            "answer, scores FROM predictions ORDER BY config_key, idx"
         )
-        for key, *vals in cur:
+        for key, *vals, scores in cur:
             vals[3] = bool(vals[3])
-            by_key[key].append(dict(zip(_PRED_FIELDS, vals, strict=True)))
+            pred = dict(zip(_PRED_FIELDS, vals, strict=True))
+            if scores is not None:  # likelihood scoring: every label's log-likelihood
+                pred["scores"] = json.loads(scores)
+            by_key[key].append(pred)
         for r in rows:
             r["predictions"] = by_key[r["config_key"]]
         return rows

@@ -133,6 +133,9 @@ def test_likelihood_bench_reports_no_rouge(tmp_path) -> None:
     line = next(x for x in table.splitlines() if x.startswith("| base"))
     assert line.split("|")[4].strip() == "–"  # the ROUGE-L column
     assert "ROUGE-L oracle" not in table
+    preds = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+    classes = set(_setup()[2].classes)
+    assert len(preds) == 160 and all(set(p["scores"]) == classes for p in preds)
     # resume reuses the cached log-likelihoods and reproduces the metrics exactly
     again = CliRunner().invoke(main, [*args, "--resume"])
     assert again.exit_code == 0, again.output[-2000:]

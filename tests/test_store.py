@@ -160,3 +160,27 @@ def test_two_connections_see_committed_rows(tmp_path: Path) -> None:
         writer.save_config_result(make_row())
         assert reader.has_config("rslora+none+template@s0")
         assert len(reader.load_rows()[0]["predictions"]) == 5
+
+
+def test_a_store_from_before_the_scores_column_is_upgraded(tmp_path) -> None:
+    import sqlite3
+
+    from harness.store import STORE_NAME, ResultsStore
+
+    with ResultsStore.open(tmp_path):
+        pass
+    conn = sqlite3.connect(tmp_path / STORE_NAME)
+    conn.execute("ALTER TABLE predictions DROP COLUMN scores")
+    conn.commit()
+    conn.close()
+    with ResultsStore.open(tmp_path) as store:
+        row = {
+            "config_id": "x",
+            "metrics": {"macro_f1": 1.0},
+            "predictions": [
+                {"id": "a", "label": "N", "prediction": "N", "valid": True, "scores": {"N": -0.1}}
+            ],
+        }
+        store.save_config_result(row)
+        (loaded,) = store.load_rows()
+    assert loaded["predictions"][0]["scores"] == {"N": -0.1}
