@@ -20,6 +20,18 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+# The seed-like rsLoRA recipe every GPU measurement trains (issue 7's baseline).
+SEED_LIKE = {
+    "r": 16,
+    "alpha": 16,
+    "dropout": 0.15,
+    "finetune_vision_layers": True,
+    "finetune_language_layers": True,
+    "finetune_attention_modules": True,
+    "finetune_mlp_modules": False,
+    "eval_every": None,
+}
+
 
 def samples(n: int, size: int, seed: int = 0) -> list:
     from harness.data import Sample
@@ -149,18 +161,7 @@ def main() -> None:
         size = 448
     else:
         spec, size = {"model": "tiny"}, 112
-    base = {
-        "r": 16,
-        "alpha": 16,
-        "dropout": 0.15,
-        "finetune_vision_layers": True,
-        "finetune_language_layers": True,
-        "finetune_attention_modules": True,
-        "finetune_mlp_modules": False,
-        "lr": 1e-4,
-        "max_steps": args.steps,
-        "eval_every": None,
-    }
+    base = {**SEED_LIKE, "lr": 1e-4, "max_steps": args.steps}
     cases = [("rslora", {**base, "batch_size": b}) for b in map(int, args.train_batches.split(","))]
     cases.append(("rslora", {**base, "batch_size": 8, "gradient_checkpointing": True}))
     cases += [

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from gpu_bench import card, samples, train_case
+from gpu_bench import SEED_LIKE, card, samples, train_case
 from rich.console import Console
 from rich.table import Table
 
@@ -294,16 +294,9 @@ def main() -> None:
         console.print(et)
     if args.part in ("train", "all"):
         opts = {
-            "r": 16,
-            "alpha": 16,
-            "dropout": 0.15,
-            "finetune_vision_layers": True,
-            "finetune_language_layers": True,
-            "finetune_attention_modules": True,
-            "finetune_mlp_modules": False,
+            **SEED_LIKE,
             "lr": 1e-4,
             "max_steps": args.steps,
-            "eval_every": None,
             "batch_size": args.train_batch,
             "seed": 0,
         }
@@ -385,15 +378,8 @@ def main() -> None:
             )
     if args.part in ("profile", "all"):
         opts = {
-            "r": 16,
-            "alpha": 16,
-            "dropout": 0.15,
-            "finetune_vision_layers": True,
-            "finetune_language_layers": True,
-            "finetune_attention_modules": True,
-            "finetune_mlp_modules": False,
+            **SEED_LIKE,
             "max_steps": 2,
-            "eval_every": None,
             "batch_size": args.train_batch,
             "gradient_checkpointing": True,
         }
