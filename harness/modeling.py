@@ -173,7 +173,7 @@ def load_base(
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     from harness.processing import load_processor
-    from harness.vision_attention import patch_vision_attention
+    from harness.vision_attention import patch_vision_tower
 
     path = resolve_model_path(spec)
     lo, hi = spec.pixels
@@ -194,7 +194,7 @@ def load_base(
     except (OSError, ValueError) as exc:
         offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
         raise ModelError(f"Could not load model {spec.model!r}{offline}: {exc}") from exc
-    patch_vision_attention(model)  # one attention call per vision layer, not one per window
+    patch_vision_tower(model)  # one attention call per vision layer; patch embedding as a GEMM
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if not load_in_4bit:
         model.to(device)

@@ -125,3 +125,13 @@ def patch_vision_attention(model: Any) -> int:
         module._harness_batched = True
         patched += 1
     return patched
+
+
+def patch_vision_tower(model: Any) -> dict[str, int]:
+    """The vision tower's fast paths: batched window attention and the linear patch embedding.
+
+    Returns how many modules of each kind were patched (both 0 under ``STOCK_ENV=stock``).
+    """
+    from harness.patch_embed import patch_patch_embed
+
+    return {"attention": patch_vision_attention(model), "patch_embed": patch_patch_embed(model)}

@@ -56,7 +56,9 @@ def card() -> str:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
 
 
-def train_case(spec, trainer_name: str, opts: dict, data: list, workdir: Path) -> dict:
+def train_case(
+    spec, trainer_name: str, opts: dict, data: list, workdir: Path, on_step=None
+) -> dict:
     import torch
 
     from harness.components import TrainContext
@@ -73,6 +75,8 @@ def train_case(spec, trainer_name: str, opts: dict, data: list, workdir: Path) -
         now = time.perf_counter()
         times.append(now - t_last[0])
         t_last[0] = now
+        if on_step is not None:
+            on_step()
 
     ctx = TrainContext(classes=(), prompt="", evaluate=lambda *a: None, progress=progress)
     result = trainer.train(spec, data, [], workdir, ctx)

@@ -81,6 +81,7 @@ def eval_case(case: dict) -> dict:
     import torch
 
     from harness.evaluation import GenerationConfig, evaluate
+    from harness.fast_pixels import encode_prompts_fast
     from harness.labels import PHANTOM8_CLASSES
     from harness.modeling import ModelSpec, load_base
     from harness.prompts import eval_prompt
@@ -102,11 +103,17 @@ def eval_case(case: dict) -> dict:
     _sync()
     secs = time.perf_counter() - t0
     row = {"images_per_s": len(data) / secs, "warmup_s": warm, "seconds": secs}
-    # the parts of one batch: preprocessing (CPU), prefill (one forward)
+    # the parts of one batch: preprocessing (the path this case uses), prefill (one forward)
+    device = next(model.parameters()).device
+    images = [s.image for s in data[:batch]]
+    fast = case["scoring"] == "likelihood" or case["decoding"] != "plain"
     t0 = time.perf_counter()
-    inputs = encode_prompts(processor, [s.image for s in data[:batch]], [prompt] * batch)
+    if fast:  # pixels made on the device (harness.fast_pixels)
+        inputs = encode_prompts_fast(processor, images, [prompt] * batch, device)
+    else:  # the PIL image processor on the CPU
+        inputs = encode_prompts(processor, images, [prompt] * batch).to(device)
+    _sync()
     row["preprocess_s_per_batch"] = time.perf_counter() - t0
-    inputs = inputs.to(next(model.parameters()).device)
     with torch.inference_mode():
         model(**inputs, logits_to_keep=1)
         _sync()
@@ -151,32 +158,10 @@ def train_run(case: dict) -> dict:
     return row
 
 
-def profile_case(case: dict) -> dict:
-    """Three training steps under the torch profiler: top ops by device time, SDPA call count."""
-    import torch
-    from torch.profiler import ProfilerActivity, profile
-
-    from harness.modeling import ModelSpec
-
-    spec = ModelSpec(**case["spec"])
-    data = samples(case["n"], case["size"])
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
-    with profile(activities=acts) as prof:
-        train_case(spec, "rslora", case["opts"], data, Path(case["workdir"]))
-    key = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
-    ev = prof.key_averages()
-    sdpa = sum(e.count for e in ev if "scaled_dot_product" in e.key)
-    syncs = sum(e.count for e in ev if e.key in ("aten::item", "aten::_local_scalar_dense"))
-    table = ev.table(sort_by=key, row_limit=12, max_name_column_width=50)
-    return {"sdpa_calls": sdpa, "host_syncs": syncs, "table": table}
-
-
 def run_case(case: dict) -> dict:
     os.environ["CXR_HARNESS_VISION_ATTENTION"] = case["vision"]
     if case["kind"] == "eval":
         return eval_case(case)
-    if case["kind"] == "profile":
-        return profile_case(case)
     return train_run(case)
 
 
@@ -198,8 +183,9 @@ def _fmt(v, spec: str = ".2f") -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--arch", choices=["3b", "tiny"], default="3b")
-    ap.add_argument("--part", choices=["eval", "train", "profile", "all"], default="all")
+    ap.add_argument("--part", choices=["eval", "train", "all"], default="all")
     ap.add_argument("--batch", type=int, default=64, help="evaluation batch size")
+    ap.add_argument("--likelihood-batch", type=int, default=0, help="last mode's batch size")
     ap.add_argument("--images", type=int, default=128)
     ap.add_argument("--new-tokens", type=int, default=96)
     ap.add_argument("--train-batch", type=int, default=8)
@@ -208,7 +194,6 @@ def main() -> None:
     ap.add_argument(
         "--ckpt-batches", default="", help="only batched-vision grad-ckpt cases, e.g. 12,16"
     )
-    ap.add_argument("--profile-vision", default="stock,batched")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--case", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -230,25 +215,28 @@ def main() -> None:
     dev = card()
     rows: list[dict] = []
     if args.part in ("eval", "all"):
+        lb = args.likelihood_batch or args.batch
         modes = [
-            ("baseline: stock vision, plain generate", "stock", "generate", "plain"),
-            ("batched vision, plain generate", "batched", "generate", "plain"),
-            ("batched vision, static cache", "batched", "generate", "static"),
-            ("batched vision, compiled decode", "batched", "generate", "compiled"),
-            ("baseline: stock vision, likelihood", "stock", "likelihood", "plain"),
-            ("batched vision, likelihood", "batched", "likelihood", "plain"),
+            ("baseline: stock vision, plain generate", "stock", "generate", "plain", args.batch),
+            ("fast vision, plain generate", "batched", "generate", "plain", args.batch),
+            ("fast vision, static cache", "batched", "generate", "static", args.batch),
+            ("fast vision, compiled decode", "batched", "generate", "compiled", args.batch),
+            ("baseline: stock vision, likelihood", "stock", "likelihood", "plain", args.batch),
+            ("fast vision, likelihood", "batched", "likelihood", "plain", args.batch),
+            (f"fast vision, likelihood, batch {lb}", "batched", "likelihood", "plain", lb),
         ]
-        if args.arch == "tiny" or not torch.cuda.is_available():
-            modes = [m for m in modes if m[3] != "compiled"]
         if args.modes:
             keep = set(args.modes.split(","))
-            modes = [m for m in modes if str(modes.index(m)) in keep]
+            modes = [m for i, m in enumerate(modes) if str(i) in keep]
+        if args.arch == "tiny" or not torch.cuda.is_available():
+            modes = [m for m in modes if m[3] != "compiled"]
         et = Table(
-            title=f"evaluation, batch {args.batch}, {args.images} images, "
+            title=f"evaluation, {args.images} images, "
             f"{args.new_tokens} new tokens ({args.arch}, {dev})"
         )
         for col in (
             "case",
+            "batch",
             "images/s",
             "× baseline",
             "decode ms/step",
@@ -259,7 +247,7 @@ def main() -> None:
         ):
             et.add_column(col)
         base = {}
-        for name, vision, scoring, decoding in modes:
+        for name, vision, scoring, decoding, batch in modes:
             r = _child(
                 {
                     "kind": "eval",
@@ -267,7 +255,7 @@ def main() -> None:
                     "vision": vision,
                     "scoring": scoring,
                     "decoding": decoding,
-                    "batch": args.batch,
+                    "batch": batch,
                     "images": args.images,
                     "new_tokens": args.new_tokens,
                     "spec": spec,
@@ -277,12 +265,13 @@ def main() -> None:
             rows.append(r)
             print("ROW", json.dumps({k: v for k, v in r.items() if k != "spec"}), flush=True)
             if "error" in r:
-                et.add_row(name, "error", r["error"][-90:], *[""] * 5)
+                et.add_row(name, str(batch), "error", r["error"][-90:], *[""] * 5)
                 continue
             base.setdefault(scoring, r["images_per_s"]) if vision == "stock" else None
             ref = base.get(scoring) if scoring == "likelihood" else base.get("generate")
             et.add_row(
                 name,
+                str(batch),
                 f"{r['images_per_s']:.2f}",
                 _fmt(r["images_per_s"] / ref if ref else None),
                 _fmt(r.get("decode_ms_per_step"), ".1f"),
@@ -376,31 +365,6 @@ def main() -> None:
                 f"{a['losses'][0][1]:.4f} vs {b['losses'][0][1]:.4f}, last "
                 f"{a['losses'][-1][1]:.4f} vs {b['losses'][-1][1]:.4f}"
             )
-    if args.part in ("profile", "all"):
-        opts = {
-            **SEED_LIKE,
-            "max_steps": 2,
-            "batch_size": args.train_batch,
-            "gradient_checkpointing": True,
-        }
-        for vision in args.profile_vision.split(","):
-            r = _child(
-                {
-                    "kind": "profile",
-                    "vision": vision,
-                    "opts": opts,
-                    "spec": spec,
-                    "size": size,
-                    "n": args.train_batch * 3,
-                    "workdir": str(work / f"prof-{vision}"),
-                }
-            )
-            rows.append(r)
-            console.print(
-                f"[bold]profile, {vision} vision attention, 3 steps[/bold]: "
-                f"{r.get('sdpa_calls')} SDPA calls, {r.get('host_syncs')} host syncs"
-            )
-            console.print(r.get("table") or r.get("error"))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(

@@ -11,7 +11,7 @@ from transformers import Qwen2_5_VLForConditionalGeneration
 from harness.processing import load_processor
 from harness.tiny import ensure_tiny_base
 from harness.tiny.config import tiny_config
-from harness.vision_attention import patch_vision_attention, window_layout
+from harness.vision_attention import patch_vision_attention, patch_vision_tower, window_layout
 
 
 def _images(sizes: list[int]) -> list[Image.Image]:
@@ -73,3 +73,48 @@ def test_stock_environment_switch_keeps_the_stock_forward(monkeypatch) -> None:
     monkeypatch.setenv("CXR_HARNESS_VISION_ATTENTION", "stock")
     model, _, _ = _vision_io([56], 56)
     assert patch_vision_attention(model) == 0
+
+
+def test_linear_patch_embedding_matches_the_convolution() -> None:
+    from harness.patch_embed import patch_patch_embed
+
+    model, pixels, grid = _vision_io([112, 140, 84], 56)
+    embed = model.model.visual.patch_embed
+    x = pixels.clone().requires_grad_(True)
+    ref = embed(x)
+    ref.pow(2).sum().backward()
+    ref_grad, w_grad = x.grad.clone(), embed.proj.weight.grad.clone()
+    embed.zero_grad()
+    x.grad = None
+    assert patch_patch_embed(model) == 1
+    assert patch_patch_embed(model) == 0  # idempotent
+    out = embed(x)
+    out.pow(2).sum().backward()
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x.grad, ref_grad, rtol=1e-4, atol=1e-5)
+    scale = float(w_grad.abs().max())  # a sum over every patch: rounding grows with it
+    torch.testing.assert_close(embed.proj.weight.grad, w_grad, rtol=1e-4, atol=1e-5 * scale)
+
+
+def test_patch_embedding_keeps_a_wrapped_projection() -> None:
+    """A LoRA layer on patch_embed.proj (explicit target_modules) is not bypassed."""
+    from peft import LoraConfig, get_peft_model
+
+    from harness.patch_embed import patch_patch_embed
+
+    model, pixels, _ = _vision_io([56], 56)
+    cfg = LoraConfig(
+        r=2, lora_alpha=2, target_modules=["patch_embed.proj"], init_lora_weights=False
+    )
+    peft_model = get_peft_model(model, cfg)
+    embed = peft_model.base_model.model.model.visual.patch_embed
+    ref = embed(pixels)
+    assert patch_patch_embed(peft_model) == 1
+    torch.testing.assert_close(embed(pixels), ref)
+    base = embed.proj.base_layer(pixels.view(-1, 3, 2, 14, 14)).view(ref.shape)
+    assert not torch.allclose(base, ref)  # the LoRA term is really in the output
+
+
+def test_vision_tower_patch_reports_both_kinds() -> None:
+    model, _, _ = _vision_io([56], 56)
+    assert patch_vision_tower(model) == {"attention": config_depth(model), "patch_embed": 1}

@@ -25,7 +25,7 @@ def load_unsloth(
         raise BackendUnavailableError(f"trainer.backend=unsloth failed to import: {exc}") from exc
 
     from harness.processing import load_processor
-    from harness.vision_attention import patch_vision_attention
+    from harness.vision_attention import patch_vision_tower
 
     lo, hi = model_spec.pixels
     path = resolve_model_path(model_spec)
@@ -38,7 +38,7 @@ def load_unsloth(
         use_gradient_checkpointing="unsloth" if opts.gradient_checkpointing else False,
         revision=model_spec.revision,
     )
-    patch_vision_attention(model)
+    patch_vision_tower(model)
     model = FastVisionModel.get_peft_model(
         model,
         finetune_vision_layers=opts.finetune_vision_layers,
