@@ -55,9 +55,17 @@ def _patchify(image: Any, processor: Any) -> Any:
 
 
 def encode_prompts_fast(
-    processor: Any, images: Sequence[Image.Image], prompts: Sequence[str], device: Any
+    processor: Any,
+    images: Sequence[Image.Image],
+    prompts: Sequence[str],
+    device: Any,
+    with_positions: bool = False,
 ) -> Any:
-    """Left-padded generation inputs like `harness.sft.encode_prompts`, pixels made on `device`."""
+    """Left-padded generation inputs like `harness.sft.encode_prompts`, pixels made on `device`.
+
+    `with_positions` adds ``position_ids`` (3, rows, length), the model's mRoPE positions
+    computed on the CPU (`harness.mrope`), for callers that run the forward themselves.
+    """
     import torch
     from transformers import BatchFeature
 
@@ -80,12 +88,22 @@ def encode_prompts_fast(
         texts.append(text.replace(token, token * (gh * gw // ip.merge_size**2), 1))
     batch = processor.tokenizer(texts, padding=True, padding_side="left", return_tensors="pt")
     ids = batch["input_ids"].to(device)
-    return BatchFeature(
-        {
-            "input_ids": ids,
-            "attention_mask": batch["attention_mask"].to(device),
-            "mm_token_type_ids": (ids == processor.image_token_id).long(),
-            "pixel_values": torch.cat(patches),
-            "image_grid_thw": torch.tensor(grids, dtype=torch.long, device=device),
-        }
-    )
+    out = {
+        "input_ids": ids,
+        "attention_mask": batch["attention_mask"].to(device),
+        "mm_token_type_ids": (ids == processor.image_token_id).long(),
+        "pixel_values": torch.cat(patches),
+        "image_grid_thw": torch.tensor(grids, dtype=torch.long, device=device),
+    }
+    if with_positions:
+        from harness.mrope import mrope_positions
+
+        pos, _ = mrope_positions(
+            batch["input_ids"],
+            batch["attention_mask"],
+            grids,
+            processor.image_token_id,
+            ip.merge_size,
+        )
+        out["position_ids"] = torch.from_numpy(pos).to(device)
+    return BatchFeature(out)

@@ -1,10 +1,12 @@
-"""Classification by label log-likelihood: one prefill per batch, then each label's continuation.
+"""Classification by label log-likelihood: one forward per batch scores every label.
 
 For every (image, prompt) the model sees the chat prompt plus the start of the answer contract
-(``Class:``), in one prefill that keeps the KV cache. Each class label's remaining tokens, ended by
-the newline the contract puts after the label, are then scored against that cache (a few tokens per
-label; the cache is cropped back after each). Every label gets its log-likelihood (the sum of its
-tokens' log-probabilities), kept with each prediction for ranking and calibration.
+(``Class:``), followed, in the same forward, by every class label's remaining tokens (ended by
+the newline the contract puts after the label) as separate branches: a 4-D attention mask lets
+each branch see the prompt and itself only, and the mRoPE positions (`harness.mrope`, computed on
+the CPU in the prefetch thread) continue the prompt's, so each label is scored exactly as if it
+alone followed the prompt. No KV cache is kept. Every label gets its log-likelihood (the sum of
+its tokens' log-probabilities), kept with each prediction for ranking and calibration.
 
 The predicted label is chosen from the same numbers by walking the labels' token tree: at every
 point where labels part ways, take the branch whose next token is most probable. This is greedy
@@ -29,7 +31,6 @@ from harness.errors import HarnessError
 from harness.prompts import format_answer
 
 ProgressFn = Callable[[int], None]
-CONTINUATION_ROWS = 256  # rows per continuation forward (batch rows x labels scored together)
 
 
 class ScoringError(HarnessError):
@@ -109,8 +110,7 @@ def label_loglikelihoods(
     device = next(model.parameters()).device
     from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLModel
 
-    core = next((m for m in model.modules() if isinstance(m, Qwen2_5_VLModel)), None)
-    if core is None:
+    if not any(isinstance(m, Qwen2_5_VLModel) for m in model.modules()):
         raise ScoringError(
             f"likelihood scoring needs a Qwen2.5-VL model, got {type(model).__name__}"
         )
@@ -125,14 +125,14 @@ def label_loglikelihoods(
     def encode(start: int) -> Any:
         stop = start + batch_size
         imgs, texts = list(images[start:stop]), list(prompts[start:stop])
-        return encode_prompts_fast(processor, imgs, texts, device)
+        return encode_prompts_fast(processor, imgs, texts, device, with_positions=True)
 
     for start, inputs in prefetched(starts, encode):
         texts = prompts[start : start + batch_size]
         if any(plans[t] != plans[texts[0]] for t in texts):
             raise ScoringError("prompts in one batch tokenize the labels differently")
         shared, rest = plans[texts[0]]
-        totals, chosen = _score_batch(model, core, inputs, shared, rest)
+        totals, chosen = _score_batch(model, inputs, shared, rest)
         scores[start : start + len(texts)], choices[start : start + len(texts)] = totals, chosen
         if on_batch is not None:
             on_batch(len(texts))
@@ -140,76 +140,70 @@ def label_loglikelihoods(
 
 
 def _score_batch(
-    model: Any, core: Any, inputs: Any, shared: list[int], rest: list[list[int]]
+    model: Any, inputs: Any, shared: list[int], rest: list[list[int]]
 ) -> tuple[np.ndarray, np.ndarray]:
+    """One forward: the prompt, the shared answer prefix and every label's tokens side by side.
+
+    Each label's tokens (all but its last) are appended after the prompt as their own branch: a
+    4-D mask lets a branch token see the prompt and its own branch only, and its mRoPE position
+    continues the prompt's text positions, so every branch is scored exactly as if it were the
+    only continuation, with no KV cache kept or repeated.
+    """
     import torch
 
-    ids, mask = inputs["input_ids"], inputs["attention_mask"]
-    rows = ids.shape[0]
-    prefix = torch.tensor(shared, dtype=ids.dtype, device=ids.device).expand(rows, -1)
-    ids = torch.cat([ids, prefix], dim=1)
-    mask = torch.cat([mask, torch.ones_like(prefix)], dim=1)
-    extra = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
-    if "mm_token_type_ids" in extra:
-        extra["mm_token_type_ids"] = torch.cat(
-            [extra["mm_token_type_ids"], torch.zeros_like(prefix)], dim=1
-        )
+    ids, pad_mask, pos = inputs["input_ids"], inputs["attention_mask"], inputs["position_ids"]
+    rows, length = ids.shape
+    dev = ids.device
+    fed = [t[:-1] for t in rest]  # a label's last token is only predicted, never fed
+    branch = [k for k, f in enumerate(fed) for _ in f]
+    offsets = [j for f in fed for j in range(len(f))]
+    tail = torch.tensor(shared + [t for f in fed for t in f], dtype=ids.dtype, device=dev)
+    total = length + len(tail)
+    full_ids = torch.cat([ids, tail.expand(rows, -1)], dim=1)
+    nxt = pos.amax(dim=(0, 2)) + 1  # (rows,) the first text position after the prompt
+    steps = list(range(len(shared))) + [len(shared) + j for j in offsets]
+    text = nxt[:, None] + torch.tensor(steps, dtype=pos.dtype, device=dev)
+    full_pos = torch.cat([pos, text[None].expand(3, -1, -1)], dim=2)
+    group = torch.tensor([-1] * (length + len(shared)) + branch, device=dev)
+    idx = torch.arange(total, device=dev)
+    allowed = (idx[None, :] <= idx[:, None]) & ((group[None, :] == -1) | (group == group[:, None]))
+    keys = torch.cat(
+        [pad_mask.bool(), torch.ones(rows, len(tail), dtype=torch.bool, device=dev)], 1
+    )
+    mask = allowed[None] & keys[:, None, :]
+    mask = (mask | ~mask.any(-1, keepdim=True))[:, None]  # padding queries: unmasked, never read
+    impl = getattr(model.config, "_attn_implementation", "sdpa")
+    if impl == "eager":
+        low = torch.finfo(model.dtype).min
+        mask = torch.zeros(mask.shape, dtype=model.dtype, device=dev).masked_fill(~mask, low)
+    elif impl != "sdpa":
+        raise ScoringError(f"likelihood scoring needs sdpa or eager attention, not {impl!r}")
+    extra = {k: v for k, v in inputs.items() if k in ("pixel_values", "image_grid_thw")}
+    if "mm_token_type_ids" in inputs:
+        mm = inputs["mm_token_type_ids"]
+        extra["mm_token_type_ids"] = torch.cat([mm, mm.new_zeros(rows, len(tail))], dim=1)
+    keep = 1 + len(branch)  # the last shared position, then every branch token
     with torch.inference_mode():
-        out = model(input_ids=ids, attention_mask=mask, use_cache=True, logits_to_keep=1, **extra)
-        first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
-        heads = first[:, [t[0] for t in rest]].double()  # (rows, labels)
-        tails = _continuations(model, core, out.past_key_values, mask, rest)
-    per_token = [torch.cat([heads[:, k, None], tails[k]], dim=1) for k in range(len(rest))]
-    logps = [t.cpu().numpy() for t in per_token]
+        logits = model(
+            input_ids=full_ids,
+            attention_mask=mask,
+            position_ids=full_pos,
+            use_cache=False,
+            logits_to_keep=keep,
+            **extra,
+        ).logits
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        at, tok, start = [], [], 1
+        for t in rest:  # label k's token j is predicted at slot 0 (j = 0) or its branch slot
+            at += [0] + list(range(start, start + len(t) - 1))
+            tok += list(t)
+            start += len(t) - 1
+        picked = logp[:, at, tok].double().cpu().numpy()  # (rows, all label tokens)
+    bounds = np.cumsum([0] + [len(t) for t in rest])
+    logps = [picked[:, bounds[k] : bounds[k + 1]] for k in range(len(rest))]
     totals = np.stack([t.sum(axis=1) for t in logps], axis=1)
     chosen = np.array([tree_greedy_choice(rest, [t[r] for t in logps]) for r in range(rows)])
     return totals, chosen
-
-
-def _continuations(
-    model: Any, core: Any, cache: Any, mask: Any, rest: list[list[int]]
-) -> list[Any]:
-    """Per label, (rows, tokens - 1) log-probs of its tokens after the first, given the cache.
-
-    Labels are scored several at a time: the cache is repeated once per label of a chunk
-    (at most ``CONTINUATION_ROWS`` rows per forward) and cropped back after each chunk.
-    """
-    import copy
-
-    import torch
-
-    rows, length = mask.shape
-    out = [torch.zeros(rows, len(t) - 1, dtype=torch.float64, device=mask.device) for t in rest]
-    todo = [k for k, t in enumerate(rest) if len(t) > 1]
-    if not todo:
-        return out
-    per = max(1, min(len(todo), CONTINUATION_ROWS // rows))
-    repeated = copy.deepcopy(cache)
-    repeated.batch_repeat_interleave(per)
-    deltas = core.rope_deltas.to(mask.device).repeat_interleave(per, dim=0)
-    span = max(len(rest[k]) for k in todo) - 1
-    for c in range(0, len(todo), per):
-        chunk = todo[c : c + per]
-        chunk = chunk + [chunk[-1]] * (per - len(chunk))  # same row count for every chunk
-        grid = torch.zeros(rows, per, span + 1, dtype=torch.long, device=mask.device)
-        for j, k in enumerate(chunk):
-            grid[:, j, : len(rest[k])] = torch.tensor(rest[k], device=mask.device)
-        grid = grid.reshape(rows * per, span + 1)  # row r, label j -> r * per + j
-        full = torch.cat([mask.repeat_interleave(per, dim=0), torch.ones_like(grid[:, 1:])], 1)
-        pos = (full.long().cumsum(-1) - 1)[:, length:] + deltas
-        logits = model(
-            input_ids=grid[:, :-1],
-            attention_mask=full,
-            position_ids=pos.unsqueeze(0).expand(3, -1, -1),
-            past_key_values=repeated,
-            use_cache=True,
-        ).logits
-        picked = torch.log_softmax(logits.float(), -1).gather(-1, grid[:, 1:, None]).squeeze(-1)
-        picked = picked.reshape(rows, per, span).double()
-        for j, k in enumerate(chunk[: len(todo[c : c + per])]):
-            out[k] = picked[:, j, : len(rest[k]) - 1]
-        repeated.crop(length - repeated.get_seq_length())  # negative: tokens to drop
-    return out
 
 
 def score_likelihoods(

@@ -128,10 +128,16 @@ def patch_vision_attention(model: Any) -> int:
 
 
 def patch_vision_tower(model: Any) -> dict[str, int]:
-    """The vision tower's fast paths: batched window attention and the linear patch embedding.
+    """The vision tower's fast paths: batched window attention, the patch embedding as one GEMM
+    and the MLP padded to aligned widths (`harness.patch_embed`, `harness.vision_mlp`).
 
-    Returns how many modules of each kind were patched (both 0 under ``STOCK_ENV=stock``).
+    Returns how many modules of each kind were patched (all 0 under ``STOCK_ENV=stock``).
     """
     from harness.patch_embed import patch_patch_embed
+    from harness.vision_mlp import patch_vision_mlp
 
-    return {"attention": patch_vision_attention(model), "patch_embed": patch_patch_embed(model)}
+    return {
+        "attention": patch_vision_attention(model),
+        "patch_embed": patch_patch_embed(model),
+        "mlp": patch_vision_mlp(model),
+    }

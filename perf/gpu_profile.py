@@ -6,7 +6,7 @@
 
 ``prefill`` times, on one batch of the harness's own likelihood inputs: the patch embedding as
 stock Conv3d vs the harness's matrix product, the vision tower alone, the mRoPE index, one whole
-prefill, the likelihood continuations, then profiles one prefill and prints the top device
+prefill, the single-pass likelihood forward, then profiles one prefill and prints the top device
 kernels, the top host ops, the host syncs and how busy the device was. ``train`` profiles one
 steady seed-like rsLoRA step (the third) through the trainer plugin. Not a test: it prints tables.
 """
@@ -66,7 +66,7 @@ def prefill_part(spec: dict, size: int, batch: int) -> dict:
 
     from harness.fast_pixels import encode_prompts_fast
     from harness.labels import PHANTOM8_CLASSES
-    from harness.likelihood import _continuations, label_continuations
+    from harness.likelihood import _score_batch, label_continuations
     from harness.modeling import ModelSpec, load_base
     from harness.prompts import eval_prompt
     from harness.sft import render_prompt
@@ -100,17 +100,10 @@ def prefill_part(spec: dict, size: int, batch: int) -> dict:
             processor.tokenizer, PHANTOM8_CLASSES, render_prompt(processor, prompt, True)
         )
         row["label_tokens"] = [len(r) for r in rest]
-        ids = torch.cat([inputs["input_ids"], torch.tensor([shared] * batch, device=device)], 1)
-        mask = torch.ones_like(ids)
-        mask[:, : inputs["attention_mask"].shape[1]] = inputs["attention_mask"]
-        extra = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
-        extra["mm_token_type_ids"] = torch.cat(
-            [extra["mm_token_type_ids"], torch.zeros_like(ids[:, len(inputs["input_ids"][0]) :])],
-            1,
+        scored = encode_prompts_fast(
+            processor, [s.image for s in data], [prompt] * batch, device, with_positions=True
         )
-        out = model(input_ids=ids, attention_mask=mask, use_cache=True, logits_to_keep=1, **extra)
-        cache = out.past_key_values
-        row["continuations_s"] = _timed(lambda: _continuations(model, core, cache, mask, rest))
+        row["likelihood_forward_s"] = _timed(lambda: _score_batch(model, scored, shared, rest))
         acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
         _sync()
         t0 = time.perf_counter()

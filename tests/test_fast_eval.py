@@ -152,18 +152,49 @@ def test_tree_greedy_choice_follows_the_most_probable_branch() -> None:
     assert tree_greedy_choice([[1], [2]], [[-0.5], [-0.5]]) == 0  # ties: the first label
 
 
-def test_continuation_chunks_do_not_change_scores(monkeypatch: pytest.MonkeyPatch) -> None:
-    import harness.likelihood
-
+def test_likelihood_scores_do_not_depend_on_batching_or_padding() -> None:
+    """Prompts of different lengths in one batch (left padding, branch masks over padding)
+    score as they do one at a time."""
     model, processor, bench = _setup()
     classes = list(bench.classes)
     samples = bench.test[::50]
-    args = ([s.image for s in samples], [eval_prompt(classes)] * len(samples), classes, 2)
-    whole, chosen = label_loglikelihoods(model, processor, *args)
-    monkeypatch.setattr(harness.likelihood, "CONTINUATION_ROWS", 6)  # 3 labels per chunk
-    chunked, chosen2 = label_loglikelihoods(model, processor, *args)
-    np.testing.assert_allclose(chunked, whole, atol=1e-5)
-    assert (chosen == chosen2).all()
+    prompts = [eval_prompt(classes) + (" Be brief." if i % 2 else "") for i in range(len(samples))]
+    images = [s.image for s in samples]
+    alone = [
+        label_loglikelihoods(model, processor, [im], [p], classes, 1)
+        for im, p in zip(images, prompts, strict=True)
+    ]
+    together, chosen = label_loglikelihoods(
+        model, processor, images, prompts, classes, len(samples)
+    )
+    np.testing.assert_allclose(together, np.concatenate([a[0] for a in alone]), atol=1e-4)
+    assert (chosen == np.concatenate([a[1] for a in alone])).all()
+
+
+def test_mrope_positions_equal_the_models_rope_index() -> None:
+    from harness.fast_pixels import encode_prompts_fast
+    from harness.mrope import mrope_positions
+    from harness.processing import load_processor
+    from harness.tiny import ensure_tiny_base
+
+    model, _, bench = _setup()
+    processor = load_processor(ensure_tiny_base(), min_pixels=56 * 56, max_pixels=140 * 140)
+    images = [bench.test[0].image, bench.test[1].image.resize((84, 140)), bench.test[2].image]
+    prompts = ["x", eval_prompt(list(bench.classes)), "a longer prompt than the first"]
+    enc = encode_prompts_fast(processor, images, prompts, "cpu", with_positions=True)
+    want, deltas = model.model.get_rope_index(
+        enc["input_ids"],
+        mm_token_type_ids=enc["mm_token_type_ids"],
+        image_grid_thw=enc["image_grid_thw"],
+        attention_mask=enc["attention_mask"],
+    )
+    assert enc["image_grid_thw"][1].tolist() != enc["image_grid_thw"][0].tolist()
+    assert (enc["attention_mask"] == 0).any()  # left padding is exercised
+    assert torch.equal(enc["position_ids"], want)
+    _, got_deltas = mrope_positions(
+        enc["input_ids"], enc["attention_mask"], enc["image_grid_thw"], processor.image_token_id, 2
+    )
+    assert got_deltas.tolist() == deltas.squeeze(1).tolist()
 
 
 def test_fast_pixel_encoding_equals_the_processor() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import pytest
 import torch
@@ -117,4 +119,50 @@ def test_patch_embedding_keeps_a_wrapped_projection() -> None:
 
 def test_vision_tower_patch_reports_both_kinds() -> None:
     model, _, _ = _vision_io([56], 56)
-    assert patch_vision_tower(model) == {"attention": config_depth(model), "patch_embed": 1}
+    n = config_depth(model)
+    assert patch_vision_tower(model) == {"attention": n, "patch_embed": 1, "mlp": n}
+
+
+def _odd_width_mlp():
+    from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLMLP
+
+    config = tiny_config().vision_config
+    config.intermediate_size = 100  # not a multiple of 64, like the 3B's 3420
+    torch.manual_seed(0)
+    return Qwen2_5_VLMLP(config, bias=True).float()
+
+
+def test_padded_vision_mlp_matches_stock(monkeypatch) -> None:
+    from harness import vision_mlp
+
+    monkeypatch.setattr(vision_mlp, "DEVICES", ("cuda", "cpu"))
+    mlp = _odd_width_mlp().requires_grad_(False)
+    x = torch.randn(37, mlp.hidden_size, requires_grad=True)
+    ref = mlp(x)
+    (ref_grad,) = torch.autograd.grad(ref.pow(2).sum(), x)
+    mlp.forward = types.MethodType(vision_mlp._aligned_forward, mlp)
+    out = mlp(x)
+    (grad,) = torch.autograd.grad(out.pow(2).sum(), x)
+    assert mlp._harness_padded[1][0].shape == (2 * 128, mlp.hidden_size)  # 100 -> 128
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-5)
+    cached = mlp._harness_padded[1][0]
+    mlp(x)
+    assert mlp._harness_padded[1][0] is cached  # reused while the weights are unchanged
+    with torch.no_grad():
+        mlp.down_proj.weight.mul_(2)  # an in-place update makes the copies again
+    torch.testing.assert_close(mlp(x), type(mlp).forward(mlp, x), rtol=1e-5, atol=1e-5)
+
+
+def test_padded_vision_mlp_keeps_stock_where_it_must(monkeypatch) -> None:
+    from harness import vision_mlp
+
+    monkeypatch.setattr(vision_mlp, "DEVICES", ("cuda", "cpu"))
+    mlp = _odd_width_mlp()  # weights that train: the stock forward, no copies
+    mlp.forward = types.MethodType(vision_mlp._aligned_forward, mlp)
+    mlp(torch.randn(3, mlp.hidden_size))
+    assert not hasattr(mlp, "_harness_padded")
+    monkeypatch.setattr(vision_mlp, "DEVICES", ("cuda",))  # CPU: stock
+    mlp.requires_grad_(False)
+    mlp(torch.randn(3, mlp.hidden_size))
+    assert not hasattr(mlp, "_harness_padded")
