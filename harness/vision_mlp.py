@@ -11,7 +11,7 @@ columns are zero, so the output is the same function; only float rounding differ
 The padded copies are made once per weight version (an in-place update or a new tensor makes
 them again) and cost one extra copy of the vision MLP weights (0.84 GB for the 3B model). The
 stock forward runs wherever the padding would change behaviour or cost more than it saves: a
-weight that trains, a projection that something has wrapped (a LoRA layer, a quantized layer),
+weight that would get a gradient here (grad enabled and ``requires_grad``), a projection that something has wrapped (a LoRA layer, a quantized layer),
 a width that is already a multiple of 64, or a CPU. ``CXR_HARNESS_VISION_ATTENTION=stock``
 keeps the stock forward everywhere (the perf baseline).
 """
@@ -59,7 +59,10 @@ def _aligned_forward(self: Any, hidden_state: torch.Tensor) -> torch.Tensor:
         not plain
         or n % MULTIPLE == 0
         or hidden_state.device.type not in DEVICES
-        or any(p.requires_grad for m in (g, u, d) for p in m.parameters())
+        or (
+            torch.is_grad_enabled()
+            and any(p.requires_grad for m in (g, u, d) for p in m.parameters())
+        )
         or (g.bias is None) != (u.bias is None)
     ):
         return type(self).forward(self, hidden_state)

@@ -162,6 +162,11 @@ def test_padded_vision_mlp_keeps_stock_where_it_must(monkeypatch) -> None:
     mlp.forward = types.MethodType(vision_mlp._aligned_forward, mlp)
     mlp(torch.randn(3, mlp.hidden_size))
     assert not hasattr(mlp, "_harness_padded")
+    with torch.inference_mode():  # evaluation: no gradient, so the padded forward runs
+        x = torch.randn(3, mlp.hidden_size)
+        torch.testing.assert_close(mlp(x), type(mlp).forward(mlp, x), rtol=1e-5, atol=1e-5)
+    assert hasattr(mlp, "_harness_padded")
+    del mlp._harness_padded
     monkeypatch.setattr(vision_mlp, "DEVICES", ("cuda",))  # CPU: stock
     mlp.requires_grad_(False)
     mlp(torch.randn(3, mlp.hidden_size))
