@@ -11,8 +11,9 @@ columns are zero, so the output is the same function; only float rounding differ
 The padded copies are made once per weight version (an in-place update or a new tensor makes
 them again) and cost one extra copy of the vision MLP weights (0.84 GB for the 3B model). The
 stock forward runs wherever the padding would change behaviour or cost more than it saves: a
-weight that would get a gradient here (grad enabled and ``requires_grad``), a projection that something has wrapped (a LoRA layer, a quantized layer),
-a width that is already a multiple of 64, or a CPU. ``CXR_HARNESS_VISION_ATTENTION=stock``
+weight that would get a gradient here (grad enabled and ``requires_grad``), a projection that
+something has wrapped (a LoRA layer, a quantized layer), a width that is already a multiple of
+64, or a CPU. ``CXR_HARNESS_VISION_ATTENTION=stock``
 keeps the stock forward everywhere (the perf baseline).
 """
 
