@@ -257,3 +257,21 @@ def test_eval_rejects_a_missing_adapter_and_compiled_on_cpu_before_loading() -> 
 def test_decoding_is_moot_under_likelihood_scoring() -> None:
     cfg = GenerationConfig(scoring="likelihood", decoding="compiled")
     assert cfg.decoding == "plain" and "cache" not in cfg.as_dict()
+
+
+def test_likelihood_branch_mask_under_eager_attention_equals_sdpa() -> None:
+    """The eager path gets the branch mask as an additive float mask: same scores."""
+    model, processor, bench = _setup()
+    classes = list(bench.classes)
+    samples = bench.test[::80]
+    prompts = [eval_prompt(classes) + (" Be brief." if i % 2 else "") for i in range(len(samples))]
+    args = ([s.image for s in samples], prompts, classes, len(samples))
+    sdpa, chosen = label_loglikelihoods(model, processor, *args)
+    model.set_attn_implementation("eager")
+    assert model.config._attn_implementation == "eager"
+    try:
+        eager, chosen_eager = label_loglikelihoods(model, processor, *args)
+    finally:
+        model.set_attn_implementation("sdpa")
+    np.testing.assert_allclose(eager, sdpa, atol=1e-4)
+    assert (chosen == chosen_eager).all()
