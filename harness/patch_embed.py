@@ -17,14 +17,13 @@ baseline), as it does for the vision attention.
 
 from __future__ import annotations
 
-import os
 import types
 from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812 - the usual alias
 
-from harness.vision_attention import STOCK_ENV
+from harness.vision_attention import stock_requested
 
 
 def _linear_forward(self: Any, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -44,7 +43,7 @@ def patch_patch_embed(model: Any) -> int:
     """
     from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionPatchEmbed
 
-    if os.environ.get(STOCK_ENV, "").strip().lower() == "stock":
+    if stock_requested():
         return 0
     patched = 0
     for module in model.modules():

@@ -35,6 +35,11 @@ _CACHE_SIZE = 8
 STOCK_ENV = "CXR_HARNESS_VISION_ATTENTION"
 
 
+def stock_requested() -> bool:
+    """True under ``CXR_HARNESS_VISION_ATTENTION=stock``: every vision fast path stays off."""
+    return os.environ.get(STOCK_ENV, "").strip().lower() == "stock"
+
+
 @dataclass(frozen=True)
 class WindowLayout:
     """Where each window's tokens sit in the packed sequence."""
@@ -111,7 +116,7 @@ def patch_vision_attention(model: Any) -> int:
     """
     from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLVisionAttention
 
-    if os.environ.get(STOCK_ENV, "").strip().lower() == "stock":
+    if stock_requested():
         return 0
     patched = 0
     for module in model.modules():

@@ -19,14 +19,13 @@ keeps the stock forward everywhere (the perf baseline).
 
 from __future__ import annotations
 
-import os
 import types
 from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812 - the usual alias
 
-from harness.vision_attention import STOCK_ENV
+from harness.vision_attention import stock_requested
 
 MULTIPLE = 64
 DEVICES = ("cuda",)  # where the padded forward runs (the tests add "cpu" to cover it)
@@ -81,7 +80,7 @@ def patch_vision_mlp(model: Any) -> int:
         Qwen2_5_VLMLP,
     )
 
-    if os.environ.get(STOCK_ENV, "").strip().lower() == "stock":
+    if stock_requested():
         return 0
     patched = 0
     for tower in model.modules():

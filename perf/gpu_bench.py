@@ -56,6 +56,40 @@ def card() -> str:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
 
 
+def sync() -> None:
+    """Wait for the GPU (a no-op on the CPU), so wall-clock timings cover the work."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def timed(fn, reps: int = 3, warmup: bool = True) -> float:
+    """Median seconds of `fn()` over `reps` synchronised runs, after one warm-up call."""
+    if warmup:
+        fn()
+        sync()
+    out = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        out.append(time.perf_counter() - t0)
+    return sorted(out)[len(out) // 2]
+
+
+def perf_model(arch: str, work: Path) -> tuple[dict, int]:
+    """(ModelSpec kwargs, image side): the random-weight 3B checkpoint (written once under
+    `work`) at 448 px, or the embedded tiny model at 112 px."""
+    if arch == "tiny":
+        return {"model": "tiny"}, 112
+    from qwen3b import write_random_checkpoint
+
+    ckpt = work / "qwen2.5-vl-3b-random"
+    ckpt = ckpt if (ckpt / "config.json").exists() else write_random_checkpoint(ckpt)
+    return {"model": str(ckpt), "min_pixels": 448 * 448, "max_pixels": 448 * 448}, 448
+
+
 def train_case(
     spec, trainer_name: str, opts: dict, data: list, workdir: Path, on_step=None
 ) -> dict:

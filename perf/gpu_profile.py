@@ -20,27 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from gpu_bench import SEED_LIKE, card, samples, train_case
-
-
-def _sync() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def _timed(fn, reps: int = 3) -> float:
-    """Median seconds of `fn()` over `reps` runs after one warm-up."""
-    fn()
-    _sync()
-    out = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        _sync()
-        out.append(time.perf_counter() - t0)
-    return sorted(out)[len(out) // 2]
+from gpu_bench import SEED_LIKE, card, perf_model, samples, sync, timed, train_case
 
 
 def _summary(prof, rows: int = 15) -> dict:
@@ -79,15 +59,15 @@ def prefill_part(spec: dict, size: int, batch: int) -> dict:
     core, visual = model.model, model.model.visual
     embed = visual.patch_embed
     row: dict = {"batch": batch, "prompt_tokens": int(inputs["input_ids"].shape[1])}
-    row["encode_s"] = _timed(
+    row["encode_s"] = timed(
         lambda: encode_prompts_fast(processor, [s.image for s in data], [prompt] * batch, device)
     )
     with torch.inference_mode():
         pv = inputs["pixel_values"]
-        row["patch_embed_conv3d_s"] = _timed(lambda: type(embed).forward(embed, pv), 5)
-        row["patch_embed_linear_s"] = _timed(lambda: embed(pv), 5)
-        row["vision_s"] = _timed(lambda: visual(pv, grid_thw=inputs["image_grid_thw"]))
-        row["rope_index_s"] = _timed(
+        row["patch_embed_conv3d_s"] = timed(lambda: type(embed).forward(embed, pv), 5)
+        row["patch_embed_linear_s"] = timed(lambda: embed(pv), 5)
+        row["vision_s"] = timed(lambda: visual(pv, grid_thw=inputs["image_grid_thw"]))
+        row["rope_index_s"] = timed(
             lambda: core.get_rope_index(
                 inputs["input_ids"],
                 mm_token_type_ids=inputs["mm_token_type_ids"],
@@ -95,7 +75,7 @@ def prefill_part(spec: dict, size: int, batch: int) -> dict:
                 attention_mask=inputs["attention_mask"],
             )
         )
-        row["prefill_s"] = _timed(lambda: model(**inputs, use_cache=True, logits_to_keep=1))
+        row["prefill_s"] = timed(lambda: model(**inputs, use_cache=True, logits_to_keep=1))
         shared, rest = label_continuations(
             processor.tokenizer, PHANTOM8_CLASSES, render_prompt(processor, prompt, True)
         )
@@ -103,13 +83,13 @@ def prefill_part(spec: dict, size: int, batch: int) -> dict:
         scored = encode_prompts_fast(
             processor, [s.image for s in data], [prompt] * batch, device, with_positions=True
         )
-        row["likelihood_forward_s"] = _timed(lambda: _score_batch(model, scored, shared, rest))
+        row["likelihood_forward_s"] = timed(lambda: _score_batch(model, scored, shared, rest))
         acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-        _sync()
+        sync()
         t0 = time.perf_counter()
         with profile(activities=acts) as prof:
             model(**inputs, use_cache=True, logits_to_keep=1)
-            _sync()
+            sync()
         row["profiled_prefill_wall_s"] = time.perf_counter() - t0
     row.update(_summary(prof))
     return row
@@ -144,14 +124,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     work = Path(os.environ.get("GPU_SPEED_WORK") or tempfile.mkdtemp(prefix="gpu-prof-"))
-    if args.arch == "3b":
-        from qwen3b import write_random_checkpoint
-
-        ckpt = work / "qwen2.5-vl-3b-random"
-        ckpt = ckpt if (ckpt / "config.json").exists() else write_random_checkpoint(ckpt)
-        spec, size = {"model": str(ckpt), "min_pixels": 448 * 448, "max_pixels": 448 * 448}, 448
-    else:
-        spec, size = {"model": "tiny"}, 112
+    spec, size = perf_model(args.arch, work)
     rows = {}
     if args.part in ("prefill", "all"):
         rows["prefill"] = prefill_part(spec, size, args.batch)

@@ -5,11 +5,13 @@
     python perf/gpu_speed.py --arch tiny --part all --images 8 --steps 3            # CPU smoke run
 
 Every case runs in a fresh process (its own peak memory) through the harness's own code paths.
-"Baseline" is the stock transformers vision attention (``CXR_HARNESS_VISION_ATTENTION=stock``)
-with plain HF ``generate``; "improved" is the batched vision window attention plus a static or
-compiled decode. Training MFU counts 2·F_lin + 3·F_attn per sample (frozen weights: forward +
-input gradient; attention: forward + 2× backward; causal language attention counted as half),
-against 989 TFLOP/s bf16 dense for H100/H200. Decode ms/step is (one batch with all new tokens −
+"Baseline" is the stock transformers vision tower (``CXR_HARNESS_VISION_ATTENTION=stock``:
+per-window attention, Conv3d patch embedding, unpadded MLP) with plain HF ``generate`` and the
+CPU image processor; "fast vision" is the harness's vision paths (`patch_vision_tower`), and the
+static, compiled and likelihood paths make pixels on the device (``fast_pixels``). Training MFU
+counts 2·F_lin + 3·F_attn per sample (frozen weights: forward + input gradient; attention:
+forward + 2× backward; causal language attention counted as half), against 989 TFLOP/s bf16
+dense for H100/H200. Decode ms/step is (one batch with all new tokens −
 the same batch with one new token, i.e. no decode step) / (new tokens − 1), on the same path.
 """
 
@@ -24,26 +26,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from gpu_bench import SEED_LIKE, card, samples, train_case
+from gpu_bench import SEED_LIKE, card, perf_model, samples, sync, timed, train_case
 from rich.console import Console
 from rich.table import Table
 
 PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4}
-
-
-def _sync() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def _timed_once(fn) -> float:
-    _sync()
-    t0 = time.perf_counter()
-    fn()
-    _sync()
-    return time.perf_counter() - t0
 
 
 def linear_params(model) -> dict[str, int]:
@@ -103,12 +90,12 @@ def eval_case(case: dict) -> dict:
     )
     t0 = time.perf_counter()
     evaluate(model, processor, data[:batch], prompt, PHANTOM8_CLASSES, cfg)  # warm-up / compile
-    _sync()
+    sync()
     warm = time.perf_counter() - t0
     torch.cuda.reset_peak_memory_stats() if torch.cuda.is_available() else None
     t0 = time.perf_counter()
     evaluate(model, processor, data, prompt, PHANTOM8_CLASSES, cfg)
-    _sync()
+    sync()
     secs = time.perf_counter() - t0
     row = {"images_per_s": len(data) / secs, "warmup_s": warm, "seconds": secs}
     # the parts of one batch: preprocessing (the path this case uses), prefill (one forward)
@@ -120,23 +107,27 @@ def eval_case(case: dict) -> dict:
         inputs = encode_prompts_fast(processor, images, [prompt] * batch, device)
     else:  # the PIL image processor on the CPU
         inputs = encode_prompts(processor, images, [prompt] * batch).to(device)
-    _sync()
+    sync()
     row["preprocess_s_per_batch"] = time.perf_counter() - t0
     with torch.inference_mode():
         model(**inputs, logits_to_keep=1)
-        _sync()
+        sync()
         t0 = time.perf_counter()
         model(**inputs, logits_to_keep=1)
-        _sync()
+        sync()
     row["prefill_s_per_batch"] = time.perf_counter() - t0
     if case["scoring"] == "generate":  # one batch with all new tokens vs with the first only
         one = GenerationConfig(1, batch, scoring="generate", decoding=case["decoding"])
         evaluate(model, processor, data[:batch], prompt, PHANTOM8_CLASSES, one)  # no decode step
-        first = _timed_once(
-            lambda: evaluate(model, processor, data[:batch], prompt, PHANTOM8_CLASSES, one)
+        first = timed(
+            lambda: evaluate(model, processor, data[:batch], prompt, PHANTOM8_CLASSES, one),
+            reps=1,
+            warmup=False,
         )
-        whole = _timed_once(
-            lambda: evaluate(model, processor, data[:batch], prompt, PHANTOM8_CLASSES, cfg)
+        whole = timed(
+            lambda: evaluate(model, processor, data[:batch], prompt, PHANTOM8_CLASSES, cfg),
+            reps=1,
+            warmup=False,
         )
         row["decode_ms_per_step"] = 1000 * (whole - first) / (case["new_tokens"] - 1)
     row["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0
@@ -218,14 +209,7 @@ def main() -> None:
 
     console = Console(width=160)
     work = Path(os.environ.get("GPU_SPEED_WORK") or tempfile.mkdtemp(prefix="gpu-speed-"))
-    if args.arch == "3b":
-        from qwen3b import write_random_checkpoint
-
-        ckpt = work / "qwen2.5-vl-3b-random"
-        ckpt = ckpt if (ckpt / "config.json").exists() else write_random_checkpoint(ckpt)
-        spec, size = {"model": str(ckpt), "min_pixels": 448 * 448, "max_pixels": 448 * 448}, 448
-    else:
-        spec, size = {"model": "tiny"}, 112
+    spec, size = perf_model(args.arch, work)
     dev = card()
     rows: list[dict] = []
     if args.part in ("eval", "all"):
