@@ -6,9 +6,10 @@ padded with copies of its last row, whose answers are dropped) and every prompt 
 a multiple of ``PAD_MULTIPLE`` tokens. Samples are bucketed by prompt length first, so padding
 stays small when prompts vary, and answers are returned in the input order.
 
-Padding is masked out, so greedy answers equal the plain path's (checked in fp32 on the tiny
-model by ``tests/test_fast_eval.py``). As in the plain path, a batch stops as soon as every row has
-emitted end-of-turn (the checkpoint's generation config names it as end-of-sequence).
+Decode steps run on `harness.decode_attention` (grouped-query attention packed, also when
+compiled). Padding is masked out, so greedy answers equal the plain path's (checked in fp32 on
+the tiny model by ``tests/test_fast_eval.py``). As in the plain path, a batch stops as soon as
+every row has emitted end-of-turn (the checkpoint's generation config names it as end-of-sequence).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def generate_static(
     from transformers import CompileConfig
 
     from harness.batching import prefetched
+    from harness.decode_attention import decode_attention
     from harness.fast_pixels import encode_prompts_fast
     from harness.sft import render_prompt
 
@@ -72,20 +74,20 @@ def generate_static(
         return _pad_left(batch, PAD_MULTIPLE, tokenizer.pad_token_id)
 
     answers: dict[int, str] = {}
-    for rows, encoded in prefetched(batches, encode):  # next batches encode during this one
-        inputs = encoded
-        with torch.inference_mode():
-            out = model.generate(
-                **inputs,
-                max_new_tokens=config.max_new_tokens,
-                do_sample=False,
-                pad_token_id=tokenizer.pad_token_id,
-                **extra,
+    with decode_attention(model):  # GQA packed in decode steps, also when compiled
+        for rows, inputs in prefetched(batches, encode):  # next batches encode during this one
+            with torch.inference_mode():
+                out = model.generate(
+                    **inputs,
+                    max_new_tokens=config.max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=tokenizer.pad_token_id,
+                    **extra,
+                )
+            texts = tokenizer.batch_decode(
+                out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
             )
-        texts = tokenizer.batch_decode(
-            out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
-        )
-        answers.update(zip(rows, texts, strict=False))
-        if on_batch is not None:
-            on_batch(len(rows))
+            answers.update(zip(rows, texts, strict=False))
+            if on_batch is not None:
+                on_batch(len(rows))
     return [answers[i] for i in range(len(prompts))]

@@ -1,13 +1,16 @@
 """Where the time goes: torch profiler traces of one prefill and one training step.
 
     python perf/gpu_profile.py --part prefill --batch 64          # on the device
+    python perf/gpu_profile.py --part decode --batch 64            # compiled static-cache decode
     python perf/gpu_profile.py --part train --train-batch 8
     python perf/gpu_profile.py --arch tiny --part all --batch 4   # CPU smoke run
 
 ``prefill`` times, on one batch of the harness's own likelihood inputs: the patch embedding as
 stock Conv3d vs the harness's matrix product, the vision tower alone, the mRoPE index, one whole
 prefill, the single-pass likelihood forward, then profiles one prefill and prints the top device
-kernels, the top host ops, the host syncs and how busy the device was. ``train`` profiles one
+kernels, the top host ops, the host syncs and how busy the device was. ``decode`` profiles one
+whole compiled generation (``--new-tokens``, after a compiling warm-up; set
+``CXR_HARNESS_DECODE_ATTENTION=stock`` for transformers' decode attention). ``train`` profiles one
 steady seed-like rsLoRA step (the third) through the trainer plugin. Not a test: it prints tables.
 """
 
@@ -95,6 +98,36 @@ def prefill_part(spec: dict, size: int, batch: int) -> dict:
     return row
 
 
+def decode_part(spec: dict, size: int, batch: int, new_tokens: int) -> dict:
+    """Profile one compiled static-cache generation (after a warm-up that compiles it)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from harness.evaluation import GenerationConfig, generate_answers
+    from harness.labels import PHANTOM8_CLASSES
+    from harness.modeling import ModelSpec, load_base
+    from harness.prompts import eval_prompt
+
+    model, processor = load_base(ModelSpec(**spec))
+    cuda = torch.cuda.is_available()
+    data = samples(batch, size)
+    images, prompts = [s.image for s in data], [eval_prompt(PHANTOM8_CLASSES)] * batch
+    cfg = GenerationConfig(new_tokens, batch, decoding="compiled" if cuda else "static")
+    row: dict = {"batch": batch, "new_tokens": new_tokens, "decoding": cfg.decoding}
+    row["decode_attention"] = os.environ.get("CXR_HARNESS_DECODE_ATTENTION", "harness")
+    t0 = time.perf_counter()
+    generate_answers(model, processor, images, prompts, cfg)  # compiles
+    sync()
+    row["warmup_s"] = time.perf_counter() - t0
+    row["generate_s"] = timed(lambda: generate_answers(model, processor, images, prompts, cfg), 1)
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=acts) as prof:
+        generate_answers(model, processor, images, prompts, cfg)
+        sync()
+    row.update(_summary(prof, rows=20))
+    return row
+
+
 def train_part(spec: dict, size: int, batch: int, workdir: Path) -> dict:
     """Profile the third step (steps 1-2 warm up) of a seed-like rsLoRA run."""
     import torch
@@ -118,8 +151,9 @@ def train_part(spec: dict, size: int, batch: int, workdir: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--arch", choices=["3b", "tiny"], default="3b")
-    ap.add_argument("--part", choices=["prefill", "train", "all"], default="all")
+    ap.add_argument("--part", choices=["prefill", "decode", "train", "all"], default="all")
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--new-tokens", type=int, default=96, help="decode part: tokens generated")
     ap.add_argument("--train-batch", type=int, default=8)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
@@ -128,6 +162,8 @@ def main() -> None:
     rows = {}
     if args.part in ("prefill", "all"):
         rows["prefill"] = prefill_part(spec, size, args.batch)
+    if args.part in ("decode", "all"):
+        rows["decode"] = decode_part(spec, size, args.batch, args.new_tokens)
     if args.part in ("train", "all"):
         rows["train"] = train_part(spec, size, args.train_batch, work / "train")
     for name, row in rows.items():

@@ -8,11 +8,12 @@ Every case runs in a fresh process (its own peak memory) through the harness's o
 "Baseline" is the stock transformers vision tower (``CXR_HARNESS_VISION_ATTENTION=stock``:
 per-window attention, Conv3d patch embedding, unpadded MLP) with plain HF ``generate`` and the
 CPU image processor; "fast vision" is the harness's vision paths (`patch_vision_tower`), and the
-static, compiled and likelihood paths make pixels on the device (``fast_pixels``). Training MFU
-counts 2·F_lin + 3·F_attn per sample (frozen weights: forward + input gradient; attention:
-forward + 2× backward; causal language attention counted as half), against 989 TFLOP/s bf16
-dense for H100/H200. Decode ms/step is (one batch with all new tokens −
-the same batch with one new token, i.e. no decode step) / (new tokens − 1), on the same path.
+static, compiled and likelihood paths make pixels on the device (``fast_pixels``). The static
+and compiled decoders pack grouped-query attention (`decode_attention`); "stock GQA" turns that
+off. Training MFU counts 2·F_lin + 3·F_attn per sample (frozen weights: forward + input
+gradient; attention: forward + 2× backward; causal language attention counted as half), against
+989 TFLOP/s bf16 dense for H100/H200. Decode ms/step is (one batch with all new tokens − the same
+batch with one new token, i.e. no decode step) / (new tokens − 1), on the same path.
 """
 
 from __future__ import annotations
@@ -165,6 +166,9 @@ def train_run(case: dict) -> dict:
 
 def run_case(case: dict) -> dict:
     os.environ["CXR_HARNESS_VISION_ATTENTION"] = case["vision"]
+    if case.get("decoding") == "compiled-stock":  # transformers' decode attention (repeat_kv)
+        os.environ["CXR_HARNESS_DECODE_ATTENTION"] = "stock"
+        case["decoding"] = "compiled"
     if case["kind"] == "eval":
         return eval_case(case)
     return train_run(case)
@@ -222,12 +226,19 @@ def main() -> None:
             ("baseline: stock vision, likelihood", "stock", "likelihood", "plain", args.batch),
             ("fast vision, likelihood", "batched", "likelihood", "plain", args.batch),
             (f"fast vision, likelihood, batch {lb}", "batched", "likelihood", "plain", lb),
+            (
+                "fast vision, compiled, stock GQA",
+                "batched",
+                "generate",
+                "compiled-stock",
+                args.batch,
+            ),
         ]
         if args.modes:
             keep = set(args.modes.split(","))
             modes = [m for i, m in enumerate(modes) if str(i) in keep]
         if args.arch == "tiny" or not torch.cuda.is_available():
-            modes = [m for m in modes if m[3] != "compiled"]
+            modes = [m for m in modes if not m[3].startswith("compiled")]
         et = Table(
             title=f"evaluation, {args.images} images, "
             f"{args.new_tokens} new tokens ({args.arch}, {dev})"
