@@ -119,3 +119,21 @@ def test_static_generation_runs_packed_decode_steps(monkeypatch: pytest.MonkeyPa
     layers = model.config.text_config.num_hidden_layers
     assert calls["packed"] >= layers  # at least one decode step through every layer
     assert torch.nn.functional.scaled_dot_product_attention is real_sdpa
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="compiled decoding needs a CUDA GPU")
+def test_compiled_decoding_gives_the_plain_greedy_answers_on_cuda() -> None:
+    """torch.compile + CUDA graphs over the packed attention: the same greedy text (fp32)."""
+    from harness.benchmark import load_phantom8
+
+    model, processor = load_base(ModelSpec(dtype="float32"), device="cuda")
+    bench = load_phantom8()
+    samples = bench.test[::16][:8]
+    images = [s.image for s in samples]
+    prompts = [f"Read this X-ray ({i % 2})." for i in range(len(samples))]
+    plain = generate_answers(model, processor, images, prompts, GenerationConfig(24, 4))
+    compiled = generate_answers(
+        model, processor, images, prompts, GenerationConfig(24, 4, decoding="compiled")
+    )
+    assert compiled == plain
+    assert len(set(plain)) > 1

@@ -323,6 +323,13 @@ class LoraTrainer(Trainer):
             callbacks=callbacks,
         )
         trainer.remove_callback(PrinterCallback)  # the harness renders progress itself
+        # TRL casts every trainable weight of a 4-bit model to bf16. Fully trained copies
+        # (train_embeddings) must keep the fp32 of the prepared model's norms: evaluation runs
+        # without autocast, and an fp32 hidden state cannot meet a bf16 lm_head.
+        if opts.load_in_4bit:
+            for name, param in model.named_parameters():
+                if param.requires_grad and "modules_to_save" in name:
+                    param.data = param.data.float()
         t0 = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - t0
