@@ -7,9 +7,9 @@ skipped file with its reason, empty class folders, dropped exact copies, label c
 
 The split is group-aware: exact and near duplicates are unioned into groups (harness.dedup) and a
 whole group goes to one split, stratified per class. A group whose members carry different
-labels is excluded. ``check_leakage`` applies the same two-stage definition (hash candidates,
-thumbnail verification; settings read from ``benchmark.json``), so it finds no cross-split pair in
-a benchmark built here.
+labels is excluded. ``harness.leakage.check_leakage`` applies the same two-stage definition (hash
+candidates, thumbnail verification; settings read from ``benchmark.json``), so it finds no
+cross-split pair in a benchmark built here.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import re
 import shutil
 import tempfile
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,6 @@ from harness.data import Sample
 from harness.dedup import (
     DEFAULT_HASH,
     HashConfig,
-    cross_split_pairs,
     group_duplicates,
     image_thumbnail,
     perceptual_hash,
@@ -77,16 +76,6 @@ class VerifyResult:
         return self.fingerprint_ok and not (self.changed or self.missing or self.extra)
 
 
-@dataclass
-class LeakageResult:
-    threshold: int
-    # split_a, id_a, split_b, id_b, Hamming distance, verification score (0 if exact or off)
-    pairs: list[tuple[str, str, str, str, int, float]]
-    exact: int  # of those pairs, how many are pixel-identical
-    candidates: int = 0  # hash candidates across splits before verification
-    config: HashConfig = DEFAULT_HASH
-
-
 def _analyse(args: tuple[Record, HashConfig, int]) -> dict[str, Any]:
     """Worker: read, hash the file, decode, hash the pixels and perceptually."""
     record, cfg, max_pixels = args
@@ -104,18 +93,6 @@ def _analyse(args: tuple[Record, HashConfig, int]) -> dict[str, Any]:
         "phash": perceptual_hash(image, cfg),
         "thumb": image_thumbnail(image, cfg),
     }
-
-
-def _hash_file(args: tuple[Path, HashConfig]) -> tuple[str, str, bytes]:
-    path, cfg = args
-    image = decode_image(path.read_bytes(), str(path), 2**62)
-    return pixel_sha256(image), perceptual_hash(image, cfg), image_thumbnail(image, cfg)
-
-
-def _hash_sample(args: tuple[Sample, HashConfig]) -> tuple[str, str, bytes]:
-    sample, cfg = args
-    image = sample.image
-    return pixel_sha256(image), perceptual_hash(image, cfg), image_thumbnail(image, cfg)
 
 
 def split_groups(
@@ -283,6 +260,8 @@ def build_benchmark(
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
         write_text_atomic(stage / MANIFEST, text)
         write_text_atomic(stage / META, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+        from harness.leakage import check_leakage_dir
+
         leak = check_leakage_dir(stage, workers=workers, progress=progress)
         report["leakage_pairs_at_build"] = len(leak.pairs)
         write_text_atomic(stage / REPORT, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
@@ -340,64 +319,6 @@ def verify(
     on_disk = {p.relative_to(path).as_posix() for p in (path / IMAGES).rglob("*") if p.is_file()}
     result.extra = sorted(on_disk - listed)
     return result
-
-
-def leakage_config(
-    meta: dict[str, Any], threshold: int | None = None, verify: float | None = None
-) -> HashConfig:
-    """The build's near-duplicate definition from ``benchmark.json`` (a manifest from before the
-    verification stage was hash-only: ``verify=0``), with optional overrides."""
-    cfg = HashConfig(**{"verify": 0.0, **meta["hash"]})
-    changes = {k: v for k, v in (("threshold", threshold), ("verify", verify)) if v is not None}
-    return replace(cfg, **changes)  # type: ignore[arg-type]
-
-
-def check_leakage_dir(
-    path: Path,
-    threshold: int | None = None,
-    workers: int | None = None,
-    progress: ProgressFn | None = None,
-    verify: float | None = None,
-) -> LeakageResult:
-    meta, rows = read_manifest(path)
-    cfg = leakage_config(meta, threshold, verify)
-    jobs = [(path / r["path"], cfg) for r in rows]
-    hashed = parallel_map(_hash_file, jobs, workers, progress, "hash for leakage check")
-    items = [(r["split"], r["id"], *h) for r, h in zip(rows, hashed, strict=True)]
-    return LeakageResult(
-        cfg.threshold, *cross_split_pairs(items, cfg, SPLITS, workers, progress), cfg
-    )
-
-
-def check_leakage_samples(
-    splits: dict[str, list[Sample]],
-    config: HashConfig = DEFAULT_HASH,
-    workers: int | None = None,
-    progress: ProgressFn | None = None,
-) -> LeakageResult:
-    """The same check over in-memory splits (e.g. the embedded phantom8 benchmark)."""
-    items = []
-    for split, samples in splits.items():
-        hashed = parallel_map(
-            _hash_sample, [(s, config) for s in samples], workers, progress, f"hash {split}"
-        )
-        items += [(split, s.id, *h) for s, h in zip(samples, hashed, strict=True)]
-    return LeakageResult(
-        config.threshold, *cross_split_pairs(items, config, SPLITS, workers, progress), config
-    )
-
-
-def check_leakage(
-    name: str,
-    root: Path = DEFAULT_ROOT,
-    threshold: int | None = None,
-    workers: int | None = None,
-    progress: ProgressFn | None = None,
-    verify: float | None = None,
-) -> LeakageResult:
-    """Cross-split near-duplicate pairs of a built benchmark, by the definition it was built with
-    (``threshold`` / ``verify`` override it; ``verify=0`` checks by hash alone)."""
-    return check_leakage_dir(resolve_dir(name, root), threshold, workers, progress, verify)
 
 
 def _load_row(args: tuple[Path, dict[str, Any]]) -> Sample:

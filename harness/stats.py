@@ -1,4 +1,4 @@
-"""Uncertainty for small held-out sets: bootstrap CIs, paired tests, McNemar, seed aggregation.
+"""Uncertainty for small held-out sets: bootstrap CIs, paired tests, McNemar (seeds: harness.seeds).
 
 Every resampling function is seeded and vectorised: a bootstrap is a ``(B, n)`` matrix of
 multinomial resample counts, and each metric is a weighted sum over samples, so Macro-F1 over
@@ -9,16 +9,15 @@ Invalid answers (``prediction is None``) count as wrong, exactly as in ``harness
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-HEADLINE: tuple[str, ...] = ("macro_f1", "accuracy", "rouge_l")
+from harness.seeds import HEADLINE, aggregate_seeds
+
 DEFAULT_RESAMPLES = 1000
-_SEED_SUFFIX = re.compile(r"@s-?\d+$")
 
 
 @dataclass(frozen=True)
@@ -66,16 +65,6 @@ class McNemarResult:
     method: str
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class SeedSummary:
-    mean: float
-    sd: float
-    n: int
-
-    def as_dict(self) -> dict[str, float]:
         return asdict(self)
 
 
@@ -353,38 +342,6 @@ def confusion_matrix(enc: Encoded) -> np.ndarray:
     m = np.zeros((k, k + 1), dtype=np.int64)
     np.add.at(m, (enc.true, enc.pred), 1)
     return m
-
-
-def seed_summary(values: Sequence[float]) -> SeedSummary:
-    """Mean and sample standard deviation (ddof=1; 0 for a single seed)."""
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.size == 0:
-        raise ValueError("no values to summarise")
-    sd = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
-    return SeedSummary(float(arr.mean()), sd, int(arr.size))
-
-
-def recipe_id(config_id: str) -> str:
-    """The configuration id without its ``@s<seed>`` suffix."""
-    return _SEED_SUFFIX.sub("", config_id)
-
-
-def aggregate_seeds(
-    rows: Sequence[Mapping[str, Any]], metrics: Iterable[str] = (*HEADLINE, "invalid_rate")
-) -> dict[str, dict[str, SeedSummary]]:
-    """Group rows by recipe (config id minus seed); mean ± sd of each metric across seeds."""
-    groups: dict[str, list[Mapping[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault(recipe_id(r["config_id"]), []).append(r)
-    metrics = tuple(metrics)
-    return {
-        rid: {
-            m: seed_summary([r["metrics"][m] for r in grp])
-            for m in metrics
-            if all(m in r["metrics"] for r in grp)
-        }
-        for rid, grp in groups.items()
-    }
 
 
 def analyse(

@@ -18,7 +18,7 @@ from harness.data import Sample
 from harness.dedup import HashConfig, confirm, group_duplicates, image_thumbnail
 from harness.errors import OptionError
 from harness.images import decode_image, parallel_map_images
-from harness.manifest import check_leakage_samples
+from harness.leakage import check_leakage_samples
 from harness.near_dup import DEFAULT_VERIFY, thumbnail, verify_scores
 from harness.phantoms import render_phantom
 

@@ -15,10 +15,9 @@ from harness.benchmark import load_benchmark
 from harness.dedup import HashConfig
 from harness.errors import DataError, OptionError
 from harness.importers import import_folder
+from harness.leakage import check_leakage, check_leakage_samples
 from harness.manifest import (
     build_benchmark,
-    check_leakage,
-    check_leakage_samples,
     load_manifest_benchmark,
     split_groups,
     verify,

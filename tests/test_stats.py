@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness import stats
+from harness import seeds, stats
 
 CLS = ("a", "b", "c")
 
@@ -199,14 +199,14 @@ def test_paired_bootstrap_p_values_are_calibrated_under_the_null() -> None:
 
 
 def test_seed_summary_and_aggregation() -> None:
-    s = stats.seed_summary([0.5, 0.7, 0.6])
+    s = seeds.seed_summary([0.5, 0.7, 0.6])
     assert s.mean == pytest.approx(0.6) and s.sd == pytest.approx(0.1) and s.n == 3
-    assert stats.seed_summary([0.4]).sd == 0.0
+    assert seeds.seed_summary([0.4]).sd == 0.0
     rows = [
         {"config_id": f"rslora+none+template@s{s}", "metrics": {"macro_f1": v}}
         for s, v in [(1, 0.5), (2, 0.7), (3, 0.6)]
     ] + [{"config_id": "lora+none+template@s1", "metrics": {"macro_f1": 0.2}}]
-    agg = stats.aggregate_seeds(rows, metrics=("macro_f1",))
+    agg = seeds.aggregate_seeds(rows, metrics=("macro_f1",))
     assert agg["rslora+none+template"]["macro_f1"].mean == pytest.approx(0.6)
     assert agg["lora+none+template"]["macro_f1"].n == 1
-    assert stats.recipe_id("base") == "base"
+    assert seeds.recipe_id("base") == "base"

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from cxr_harness_plugins.synthesizers import gemini
-from cxr_harness_plugins.synthesizers.gemini import GeminiSynthesizer, split_items
+from cxr_harness_plugins.synthesizers.gemini import GeminiSynthesizer
+from cxr_harness_plugins.synthesizers.gemini_text import count_sentences, split_items
 from cxr_harness_plugins.synthesizers.template import TemplateSynthesizer
 from harness.errors import SynthesisError
 
@@ -316,4 +316,4 @@ def test_options_are_strict(tmp_path: Path) -> None:
 def test_split_items_strips_numbering_and_markdown() -> None:
     raw = "1. First report. Two.\n\n**2)** Second one.\nContinues here.\n\n---\n\n- Third."
     assert split_items(raw) == ["First report. Two.", "Second one. Continues here.", "Third."]
-    assert gemini.count_sentences("One. Two! Three? Four") == 3
+    assert count_sentences("One. Two! Three? Four") == 3

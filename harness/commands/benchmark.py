@@ -224,14 +224,14 @@ def verify_cmd(name, root, workers) -> None:
 def check_leakage_cmd(name, root, threshold, verify, workers) -> None:
     """Report near-duplicate pairs across train/val/test of NAME (exit 1 if any), by the
     definition NAME was built with (phantom8: the build defaults)."""
-    from harness.manifest import check_leakage, check_leakage_samples
+    from harness.leakage import check_leakage, check_leakage_samples
 
     try:
         with progress_callback() as report:
             if name == "phantom8":
                 from harness.benchmark import load_phantom8
                 from harness.dedup import HashConfig
-                from harness.manifest import leakage_config
+                from harness.leakage import leakage_config
 
                 b = load_phantom8()
                 cfg = leakage_config({"hash": HashConfig().as_dict()}, threshold, verify)
