@@ -48,6 +48,8 @@ def packed_decode_attention(
         and attention_mask is not None  # without a mask, sdpa's own GQA kernel is used
         and attention_mask.shape[1] == 1  # one mask shared by all heads
         and kwargs.get("position_bias") is None
+        and kwargs.get("cache") is None  # a paged cache is updated inside transformers' function
+        and kwargs.get("softcap") is None  # which refuses softcap
     )
     if not packable:
         return sdpa_attention_forward(
@@ -59,16 +61,18 @@ def packed_decode_attention(
     out = F.scaled_dot_product_attention(
         packed, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling
     )
-    return out.reshape(batch, heads, 1, value.shape[-1]).transpose(1, 2).contiguous(), None
+    out = out.reshape(out.shape[0], heads, 1, value.shape[-1])  # the batch sdpa broadcast to
+    return out.transpose(1, 2).contiguous(), None
 
 
 def register() -> None:
-    """Register ``"harness_sdpa"`` with transformers' attention and mask interfaces (idempotent)."""
+    """Register ``"harness_sdpa"`` with transformers' attention and mask interfaces (once)."""
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-    AttentionInterface.register(NAME, packed_decode_attention)
-    AttentionMaskInterface.register(NAME, sdpa_mask)
+    if NAME not in AttentionInterface._global_mapping:
+        AttentionInterface.register(NAME, packed_decode_attention)
+        AttentionMaskInterface.register(NAME, sdpa_mask)
 
 
 def _text_config(model: Any) -> Any:
@@ -81,7 +85,9 @@ def decode_attention(model: Any) -> Iterator[bool]:
     """Run the language model on ``"harness_sdpa"`` inside the block, where it uses sdpa.
 
     Yields whether the switch was made (not under ``STOCK_ENV=stock``, nor for eager or flash
-    attention); the previous implementation is restored on exit, also after an error.
+    attention); the previous implementation is restored on exit, also after an error. The switch
+    is on the model's config, so it holds for every thread using that model: one generation per
+    model at a time (as the harness runs them).
     """
     config = _text_config(model)
     before = getattr(config, "_attn_implementation", None)

@@ -28,11 +28,14 @@ from gpu_bench import SEED_LIKE, card, perf_model, samples, sync, timed, train_c
 
 def _summary(prof, rows: int = 15) -> dict:
     import torch
+    from torch.autograd import DeviceType
 
     cuda = torch.cuda.is_available()
     ev = prof.key_averages()
     dev_key = "self_device_time_total" if cuda else "self_cpu_time_total"
-    busy = sum(getattr(e, "self_device_time_total", 0) for e in ev) / 1e6 if cuda else None
+    # kernel events only (op rows repeat their kernels' time), as the table's "Self CUDA" total
+    kernels = [e for e in ev if e.device_type == DeviceType.CUDA and not e.is_user_annotation]
+    busy = sum(e.self_device_time_total for e in kernels) / 1e6 if cuda else None
     syncs = sum(e.count for e in ev if e.key in ("aten::item", "aten::_local_scalar_dense"))
     return {
         "device_busy_s": busy,
@@ -114,7 +117,10 @@ def decode_part(spec: dict, size: int, batch: int, new_tokens: int) -> dict:
     images, prompts = [s.image for s in data], [eval_prompt(PHANTOM8_CLASSES)] * batch
     cfg = GenerationConfig(new_tokens, batch, decoding="compiled" if cuda else "static")
     row: dict = {"batch": batch, "new_tokens": new_tokens, "decoding": cfg.decoding}
-    row["decode_attention"] = os.environ.get("CXR_HARNESS_DECODE_ATTENTION", "harness")
+    impl = model.config.text_config._attn_implementation
+    stock = os.environ.get("CXR_HARNESS_DECODE_ATTENTION", "").strip().lower() == "stock"
+    row["decode_attention"] = "stock" if stock or impl != "sdpa" else "harness_sdpa"
+    row["attn_implementation"] = impl
     t0 = time.perf_counter()
     generate_answers(model, processor, images, prompts, cfg)  # compiles
     sync()

@@ -1,8 +1,11 @@
-"""Packed grouped-query decode attention: equal to transformers' sdpa path, packed also under
-torch.compile (where the stock path repeats key/value heads), and switched on only for the span
-of a static/compiled generation."""
+"""Packed grouped-query decode attention: equal to a plain repeat-KV softmax attention, packed
+also under torch.compile (where transformers' sdpa path repeats key/value heads), and switched
+on only for the span of a static/compiled generation."""
 
 from __future__ import annotations
+
+import math
+import types
 
 import pytest
 import torch
@@ -20,34 +23,65 @@ class _Attn(torch.nn.Module):
         self.is_causal = True
 
 
-def _inputs(batch=3, heads=16, kv_heads=2, q_len=1, kv_len=37, dim=32, mask="bool"):
+def _inputs(batch=3, heads=16, kv_heads=2, kv_len=37, dim=32, mask="bool", dtype=torch.float32):
     g = torch.Generator().manual_seed(0)
-    q = torch.randn(batch, heads, q_len, dim, generator=g)
+    # as the model passes it: (batch, 1, heads, dim) transposed, i.e. not contiguous
+    q = torch.randn(batch, 1, heads, dim, generator=g).transpose(1, 2)
     k = torch.randn(batch, kv_heads, kv_len, dim, generator=g)
     v = torch.randn(batch, kv_heads, kv_len, dim, generator=g)
-    keep = torch.rand(batch, 1, q_len, kv_len, generator=g) > 0.3
+    mask_heads = heads if mask == "per_head" else 1
+    mask_batch = 1 if mask == "batch1" else batch
+    keep = torch.rand(mask_batch, mask_heads, 1, kv_len, generator=g) > 0.3
     keep[..., -1] = True  # every row attends to something
-    if mask == "bool":
-        m = keep
-    elif mask == "float":
-        m = torch.where(keep, 0.0, torch.finfo(torch.float32).min)
+    m = torch.where(keep, 0.0, torch.finfo(dtype).min).to(dtype) if mask == "float" else keep
+    return q.to(dtype), k.to(dtype), v.to(dtype), m
+
+
+def _reference(q, k, v, mask, scale):
+    """Softmax attention with key/value heads repeated, in float64."""
+    q, k, v = (t.double() for t in (q, k, v))
+    rep = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+    scores = q @ k.transpose(-1, -2) * scale
+    if mask.dtype == torch.bool:
+        scores = scores.masked_fill(~mask, -math.inf)
     else:
-        m = None
-    return q, k, v, m
+        scores = scores + mask.double()
+    return (scores.softmax(-1) @ v).transpose(1, 2)  # (batch, 1, heads, dim)
 
 
-@pytest.mark.parametrize("mask", ["bool", "float", None])
-@pytest.mark.parametrize("q_len", [1, 5])
-def test_equals_transformers_sdpa(mask: str | None, q_len: int) -> None:
+@pytest.mark.parametrize("mask", ["bool", "float", "batch1", "per_head"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_equals_a_plain_repeat_kv_attention(mask: str, dtype: torch.dtype) -> None:
     module = _Attn(groups=8)
-    q, k, v, m = _inputs(q_len=q_len, mask=mask)
+    q, k, v, m = _inputs(mask=mask, dtype=dtype)
     ours, _ = da.packed_decode_attention(module, q, k, v, m, scaling=0.2)
-    ref, _ = sdpa_attention_forward(module, q, k, v, m, scaling=0.2)
-    assert ours.shape == ref.shape == (3, q_len, 16, 32)
-    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+    assert ours.shape == (3, 1, 16, 32) and ours.dtype == dtype
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    ref = _reference(q, k, v, m, 0.2).to(dtype)
+    torch.testing.assert_close(ours, ref, atol=tol, rtol=tol)
 
 
-def _graph_ops(fn, *args) -> list[str]:
+def test_other_calls_go_to_transformers_sdpa(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prompts (several query tokens), no mask, and a per-head mask are not packed here."""
+    seen: list[tuple[int, bool]] = []
+
+    def spy(module, query, key, value, mask, **kwargs):
+        seen.append((query.shape[2], mask is None))
+        return sdpa_attention_forward(module, query, key, value, mask, **kwargs)
+
+    monkeypatch.setattr(da, "sdpa_attention_forward", spy)
+    module = _Attn(groups=8)
+    q, k, v, m = _inputs()
+    da.packed_decode_attention(module, q, k, v, m)  # packed: not seen
+    da.packed_decode_attention(module, q, k, v, None)
+    da.packed_decode_attention(module, q, k, v, _inputs(mask="per_head")[3])
+    prompt = torch.randn(3, 16, 5, 32)
+    da.packed_decode_attention(module, prompt, k, v, torch.ones(3, 1, 5, 37, dtype=torch.bool))
+    assert seen == [(1, True), (1, False), (5, False)]
+
+
+def _graph_ops(fn, *args) -> tuple[list[str], torch.Tensor]:
     """Call targets (functions, tensor methods) of `fn` traced with fullgraph=True; no compiler."""
     ops: list[str] = []
 
@@ -72,13 +106,20 @@ def test_stays_packed_under_compile_where_stock_repeats_kv_heads() -> None:
 
 
 def test_context_switches_only_sdpa_and_restores(monkeypatch: pytest.MonkeyPatch) -> None:
+    from peft import LoraConfig, get_peft_model
+
     model, _ = load_base(ModelSpec(), device="cpu")
     text = model.config.text_config
-    assert text._attn_implementation == "sdpa"
+    layer = model.model.language_model.layers[0].self_attn
+    assert text._attn_implementation == "sdpa" and layer.config is text
     with pytest.raises(RuntimeError, match="boom"), da.decode_attention(model) as on:
-        assert on and text._attn_implementation == da.NAME
+        assert on and layer.config._attn_implementation == da.NAME
         assert model.config.vision_config._attn_implementation == "sdpa"  # vision untouched
         raise RuntimeError("boom")
+    assert text._attn_implementation == "sdpa"
+    peft = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"]))
+    with da.decode_attention(peft) as on:  # a trained adapter is evaluated wrapped
+        assert on and layer.config._attn_implementation == da.NAME
     assert text._attn_implementation == "sdpa"
     monkeypatch.setenv(da.STOCK_ENV, "stock")
     with da.decode_attention(model) as on:
@@ -92,33 +133,45 @@ def test_context_switches_only_sdpa_and_restores(monkeypatch: pytest.MonkeyPatch
         text._attn_implementation = "sdpa"
 
 
-def test_static_generation_runs_packed_decode_steps(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The static decoder's one-token steps go through the packed branch, and answers equal the
-    plain path's (the full comparison is in test_fast_eval)."""
+@pytest.fixture
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_static_generation_runs_packed_decode_steps(
+    monkeypatch: pytest.MonkeyPatch, one_thread: None
+) -> None:
+    """Every one-token step of the static decoder goes through the packed branch, and answers
+    equal the plain path's (the full comparison is in test_fast_eval)."""
     from harness.benchmark import load_phantom8
 
-    torch.set_num_threads(1)
     model, processor = load_base(ModelSpec(), device="cpu")
     samples = load_phantom8().test[:3]
-    calls = {"packed": 0}
-    real_sdpa = torch.nn.functional.scaled_dot_product_attention
+    calls = {"packed": 0, "fallback_one_token": 0}
 
-    def spy(module, query, *args, **kwargs):
-        if query.shape[2] == 1:
-            calls["packed"] += 1
-        return real(module, query, *args, **kwargs)
+    def packed_sdpa(query, *args, **kwargs):
+        calls["packed"] += 1
+        return torch.nn.functional.scaled_dot_product_attention(query, *args, **kwargs)
 
-    real = da.packed_decode_attention
-    monkeypatch.setattr(da, "packed_decode_attention", spy)
+    def fallback(module, query, *args, **kwargs):
+        calls["fallback_one_token"] += query.shape[2] == 1
+        return sdpa_attention_forward(module, query, *args, **kwargs)
+
+    monkeypatch.setattr(da, "F", types.SimpleNamespace(scaled_dot_product_attention=packed_sdpa))
+    monkeypatch.setattr(da, "sdpa_attention_forward", fallback)
     images, prompts = [s.image for s in samples], ["Read this X-ray."] * 3
     static = generate_answers(
         model, processor, images, prompts, GenerationConfig(6, 3, decoding="static")
     )
+    monkeypatch.undo()
     plain = generate_answers(model, processor, images, prompts, GenerationConfig(6, 3))
     assert static == plain
-    layers = model.config.text_config.num_hidden_layers
-    assert calls["packed"] >= layers  # at least one decode step through every layer
-    assert torch.nn.functional.scaled_dot_product_attention is real_sdpa
+    assert calls["fallback_one_token"] == 0
+    assert calls["packed"] % model.config.text_config.num_hidden_layers == 0
+    assert calls["packed"] > 0
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="compiled decoding needs a CUDA GPU")
