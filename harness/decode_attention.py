@@ -65,6 +65,11 @@ def packed_decode_attention(
     return out.transpose(1, 2).contiguous(), None
 
 
+def stock_requested() -> bool:
+    """True under ``CXR_HARNESS_DECODE_ATTENTION=stock``: transformers' decode attention is kept."""
+    return os.environ.get(STOCK_ENV, "").strip().lower() == "stock"
+
+
 def register() -> None:
     """Register ``"harness_sdpa"`` with transformers' attention and mask interfaces (once)."""
     from transformers import AttentionInterface
@@ -91,8 +96,7 @@ def decode_attention(model: Any) -> Iterator[bool]:
     """
     config = _text_config(model)
     before = getattr(config, "_attn_implementation", None)
-    stock = os.environ.get(STOCK_ENV, "").strip().lower() == "stock"
-    if stock or before != "sdpa":
+    if stock_requested() or before != "sdpa":
         yield False
         return
     register()

@@ -6,7 +6,7 @@ a prefill). The likelihood scorer computes them here instead, in the prefetch th
 tokenizer's CPU tensors, and passes them to the model. Same rule as transformers: text tokens
 count up by one on all three axes; an image's tokens take ``(start, start + row, start + col)``
 on its merged grid, and the text after it resumes at ``start + max(rows, cols)``; padding is 0.
-``tests/test_likelihood_single_pass.py`` checks equality with ``get_rope_index``.
+``tests/test_fast_eval.py`` checks equality with ``get_rope_index``.
 """
 
 from __future__ import annotations

@@ -17,13 +17,12 @@ baseline), as it does for the vision attention.
 
 from __future__ import annotations
 
-import types
 from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812 - the usual alias
 
-from harness.vision_attention import stock_requested
+from harness.vision_attention import patch_forwards
 
 
 def _linear_forward(self: Any, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -43,15 +42,9 @@ def patch_patch_embed(model: Any) -> int:
     """
     from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionPatchEmbed
 
-    if stock_requested():
-        return 0
-    patched = 0
-    for module in model.modules():
-        if not isinstance(module, Qwen2_5_VisionPatchEmbed) or getattr(
-            module, "_harness_linear", False
-        ):
-            continue
-        module._harness_linear = True
-        module.forward = types.MethodType(_linear_forward, module)
-        patched += 1
-    return patched
+    return patch_forwards(
+        model.modules(),
+        lambda m: isinstance(m, Qwen2_5_VisionPatchEmbed),
+        _linear_forward,
+        "_harness_linear",
+    )

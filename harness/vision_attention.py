@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import types
 import weakref
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,6 +109,26 @@ def _batched_forward(
     return self.proj(out)
 
 
+def patch_forwards(
+    modules: Iterable[torch.nn.Module],
+    wanted: Callable[[torch.nn.Module], bool],
+    forward: Callable[..., Any],
+    flag: str,
+) -> int:
+    """Bind `forward` to each module *instance* that `wanted` accepts (the class is left alone)
+    and mark it with the attribute `flag`, so a second call skips it. Returns how many were
+    patched; none under ``STOCK_ENV=stock``. Shared by the vision tower's fast paths."""
+    if stock_requested():
+        return 0
+    patched = 0
+    for module in modules:
+        if wanted(module) and not getattr(module, flag, False):
+            setattr(module, flag, True)
+            module.forward = types.MethodType(forward, module)
+            patched += 1
+    return patched
+
+
 def patch_vision_attention(model: Any) -> int:
     """Give every Qwen2.5-VL vision attention module of `model` the batched forward.
 
@@ -116,20 +137,12 @@ def patch_vision_attention(model: Any) -> int:
     """
     from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLVisionAttention
 
-    if stock_requested():
-        return 0
-    patched = 0
-    for module in model.modules():
-        if not isinstance(module, Qwen2_5_VLVisionAttention):
-            continue
-        if module.config._attn_implementation not in ("sdpa", "eager"):
-            continue
-        if getattr(module, "_harness_batched", False):
-            continue
-        module.forward = types.MethodType(_batched_forward, module)
-        module._harness_batched = True
-        patched += 1
-    return patched
+    def wanted(module: torch.nn.Module) -> bool:
+        return isinstance(module, Qwen2_5_VLVisionAttention) and (
+            module.config._attn_implementation in ("sdpa", "eager")
+        )
+
+    return patch_forwards(model.modules(), wanted, _batched_forward, "_harness_batched")
 
 
 def patch_vision_tower(model: Any) -> dict[str, int]:

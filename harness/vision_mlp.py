@@ -19,13 +19,12 @@ keeps the stock forward everywhere (the perf baseline).
 
 from __future__ import annotations
 
-import types
 from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812 - the usual alias
 
-from harness.vision_attention import stock_requested
+from harness.vision_attention import patch_forwards
 
 MULTIPLE = 64
 DEVICES = ("cuda",)  # where the padded forward runs (the tests add "cpu" to cover it)
@@ -80,15 +79,8 @@ def patch_vision_mlp(model: Any) -> int:
         Qwen2_5_VLMLP,
     )
 
-    if stock_requested():
-        return 0
-    patched = 0
-    for tower in model.modules():
-        if not isinstance(tower, Qwen2_5_VisionTransformerPretrainedModel):
-            continue
-        for module in tower.modules():
-            if isinstance(module, Qwen2_5_VLMLP) and not getattr(module, "_harness_aligned", 0):
-                module._harness_aligned = True
-                module.forward = types.MethodType(_aligned_forward, module)
-                patched += 1
-    return patched
+    towers = [m for m in model.modules() if isinstance(m, Qwen2_5_VisionTransformerPretrainedModel)]
+    mlps = (m for tower in towers for m in tower.modules())
+    return patch_forwards(
+        mlps, lambda m: isinstance(m, Qwen2_5_VLMLP), _aligned_forward, "_harness_aligned"
+    )

@@ -106,6 +106,7 @@ def decode_part(spec: dict, size: int, batch: int, new_tokens: int) -> dict:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
+    from harness import decode_attention
     from harness.evaluation import GenerationConfig, generate_answers
     from harness.labels import PHANTOM8_CLASSES
     from harness.modeling import ModelSpec, load_base
@@ -118,8 +119,8 @@ def decode_part(spec: dict, size: int, batch: int, new_tokens: int) -> dict:
     cfg = GenerationConfig(new_tokens, batch, decoding="compiled" if cuda else "static")
     row: dict = {"batch": batch, "new_tokens": new_tokens, "decoding": cfg.decoding}
     impl = model.config.text_config._attn_implementation
-    stock = os.environ.get("CXR_HARNESS_DECODE_ATTENTION", "").strip().lower() == "stock"
-    row["decode_attention"] = "stock" if stock or impl != "sdpa" else "harness_sdpa"
+    packed = impl == "sdpa" and not decode_attention.stock_requested()
+    row["decode_attention"] = decode_attention.NAME if packed else "stock"
     row["attn_implementation"] = impl
     t0 = time.perf_counter()
     generate_answers(model, processor, images, prompts, cfg)  # compiles
