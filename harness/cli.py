@@ -8,7 +8,6 @@ import warnings
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -224,82 +223,15 @@ def bench(
             highlight=False,
         )
         sys.exit(130)
-    wide = console if console.is_terminal else Console(width=150)
-    wide.print(leaderboard_table(result))
+    from harness.commands.report import print_leaderboard
+    from harness.exports import analyse
+
+    analysis = analyse(result.rows, result.provenance)
+    print_leaderboard(result.rows, result.provenance, analysis, result.baselines)
     console.print(
         f"Reports in [bold]{result.out}[/bold]: leaderboard.md/.tex, results.json/.csv, "
-        "predictions.jsonl, per_class.md, plots/ (re-render with: harness report DIR)"
+        f"predictions.jsonl, per_class.md, plots/ (re-render with: harness report {result.out})"
     )
-
-
-def _p(value: float) -> str:
-    from harness.exports.common import fmt_p
-
-    text = fmt_p(value)
-    return text if text.startswith("<") else f"={text}"
-
-
-def leaderboard_table(result) -> Table:
-    """Terminal leaderboard: metrics with bootstrap 95% CIs and the paired test against base."""
-    from harness.exports import analyse
-    from harness.exports.common import fmt_params
-
-    an = analyse(result.rows, result.provenance)
-    bench = result.provenance["benchmark"]
-    table = Table(
-        title=f"{bench['name']} · fingerprint {bench['fingerprint']} · "
-        f"{bench['sizes']['test']} test images · 95% bootstrap CIs"
-    )
-    for col in ("Configuration", "Macro-F1", "Accuracy", "ROUGE-L", "Invalid", "ΔF1 vs base p"):
-        table.add_column(col, justify="left" if col == "Configuration" else "right")
-    table.add_column("Trainable", justify="right")
-    table.add_column("Train s", justify="right")
-    rows = sorted(result.rows, key=lambda r: -r["metrics"]["macro_f1"])
-    for row in rows:
-        item = an["configs"].get(row["config_id"], {})
-        ci = item.get("ci", {})
-
-        def cell(key: str, ci=ci, row=row) -> str:
-            if key not in row["metrics"]:
-                return "–"
-            if key in ci:
-                return f"{ci[key].estimate:.3f} ±{ci[key].half_width:.3f}"
-            return f"{row['metrics'][key]:.3f}"
-
-        paired = item.get("paired", {}).get("macro_f1")
-        p = "–" if paired is None else f"{paired.estimate:+.3f} p{_p(paired.p_value)}"
-        table.add_row(
-            row["config_id"],
-            cell("macro_f1"),
-            cell("accuracy"),
-            cell("rouge_l"),
-            f"{row['metrics']['invalid_rate']:.3f}",
-            p,
-            fmt_params(row.get("trainable_params", 0)),
-            f"{row.get('train_seconds', 0):.1f}",
-        )
-    maj = result.baselines.get("majority")
-    if maj:
-        table.add_row(
-            "[dim]majority class[/dim]",
-            f"{maj['macro_f1']:.3f}",
-            f"{maj['accuracy']:.3f}",
-            "–",
-            "0.000",
-            "–",
-            "–",
-            "–",
-        )
-    oracle = result.baselines.get("same_class_reference")
-    if oracle and any("rouge_l" in r["metrics"] for r in result.rows):
-        table.add_row(
-            "[dim]same-class reference (ROUGE-L oracle)[/dim]",
-            "–",
-            "–",
-            f"{oracle['rouge_l']:.3f}",
-            *("–",) * 4,
-        )
-    return table
 
 
 @main.command("plugins")

@@ -125,9 +125,15 @@ def score(samples: Sequence[Sample], answers: Sequence[str], classes: Sequence[s
     """Parse answers and compute metrics; every unparseable answer counts as wrong."""
     parsed = [parse_answer(a, classes) for a in answers]
     metrics = classification_metrics([s.label for s in samples], [p.label for p in parsed], classes)
-    rouges = [rouge_l(p.explanation, s.report) for p, s in zip(parsed, samples, strict=True)]
-    if any(s.report for s in samples):  # no reference reports: ROUGE-L is not reported
-        metrics["rouge_l"] = float(np.mean(rouges))
+    # ROUGE-L is defined only where a reference exists: None elsewhere, never a diluting 0.
+    rouges = [
+        rouge_l(p.explanation, s.report) if s.report.strip() else None
+        for p, s in zip(parsed, samples, strict=True)
+    ]
+    scored = [r for r in rouges if r is not None]
+    if scored:  # no reference reports: ROUGE-L is not reported
+        metrics["rouge_l"] = float(np.mean(scored))
+        metrics["rouge_l_n"] = len(scored)
     predictions = [
         {
             "id": s.id,

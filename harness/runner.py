@@ -100,7 +100,7 @@ def _resolve_components(spec: BenchSpec, registry: Registry, config: Configurati
     user = spec.options.get("trainer", {})
     if config.trainer == "base":  # the reference row takes only options it declares
         user = {k: v for k, v in user.items() if k in fields}
-    trainer_opts.update(user)
+    trainer_opts.update({k: v for k, v in user.items() if k != "seed"})
     comps = {"trainer": registry.create("trainer", config.trainer, trainer_opts)}
     if config.trainer != "base":
         comps["augmenter"] = registry.create(
@@ -152,6 +152,7 @@ def validate(spec: BenchSpec, registry: Registry) -> None:
         raise OptionError(
             "trainer.min_rouge_l needs ROUGE-L, which --scoring likelihood does not compute"
         )
+    check_declared_options(spec, registry)
     for config in spec.configurations():
         _resolve_components(spec, registry, config)["trainer"].preflight()
     if spec.balance is not None:
@@ -167,6 +168,37 @@ def validate(spec: BenchSpec, registry: Registry) -> None:
         )
     if spec.model.model != "tiny":
         resolve_model_path(spec.model)
+
+
+def check_declared_options(spec: BenchSpec, registry: Registry) -> None:
+    """Every ``-o`` key must be declared by some component of the grid, and seeds come only
+    from ``--seed``/``--seeds`` (a ``trainer.seed`` option would give every seed one value)."""
+    if "seed" in spec.options.get("trainer", {}):
+        raise OptionError(
+            "-o trainer.seed: training seeds come from --seed/--seeds (a trainer.seed option "
+            "would train every --seeds value with one seed); use --seeds "
+            f"{spec.options['trainer']['seed']} instead"
+        )
+    configs = spec.configurations()
+    names = {
+        "trainer": {c.trainer for c in configs},
+        "augmenter": {c.augmenter for c in configs if c.trainer != "base"},
+        "synthesizer": {c.synthesizer for c in configs if c.trainer != "base"},
+    }
+    for kind, chosen in names.items():
+        given = spec.options.get(kind, {})
+        if not given:
+            continue
+        declared: set[str] = set()
+        for name in chosen:
+            declared |= set(registry.get(kind, name).cls.Options.model_fields)
+        unknown = sorted(set(given) - declared)
+        if unknown:
+            which = ", ".join(sorted(chosen)) or "none (only the base row runs)"
+            raise OptionError(
+                f"unknown option {', '.join(f'{kind}.{k}' for k in unknown)}: no {kind} of this "
+                f"run ({which}) declares it (allowed: {', '.join(sorted(declared)) or 'none'})"
+            )
 
 
 def run_bench(

@@ -84,8 +84,11 @@ def bootstrap_weights(n: int, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 
 
 def _percentile(boot: np.ndarray, estimate: float, confidence: float) -> Interval:
     tail = (1 - confidence) / 2 * 100
-    lo, hi = np.percentile(boot, [tail, 100 - tail])
-    return Interval(float(estimate), float(lo), float(hi), confidence, int(boot.shape[0]))
+    kept = boot[~np.isnan(boot)]  # a resample without any reference has no ROUGE-L
+    if not kept.size:
+        return Interval(float(estimate), float("nan"), float("nan"), confidence, 0)
+    lo, hi = np.percentile(kept, [tail, 100 - tail])
+    return Interval(float(estimate), float(lo), float(hi), confidence, int(kept.shape[0]))
 
 
 def bootstrap_ci(
@@ -137,7 +140,8 @@ class Encoded:
     classes: tuple[str, ...]
     true: np.ndarray  # (n,) int class index
     pred: np.ndarray  # (n,) int class index, len(classes) for invalid
-    rouge: np.ndarray  # (n,) float
+    rouge: np.ndarray  # (n,) float, 0 where no reference
+    has_ref: np.ndarray | None = None  # (n,) bool; None means every image has a reference
 
     @property
     def n(self) -> int:
@@ -146,7 +150,15 @@ class Encoded:
     def subset(self, ids: Sequence[str]) -> Encoded:
         pos = {i: k for k, i in enumerate(self.ids)}
         take = np.array([pos[i] for i in ids], dtype=np.int64)
-        return Encoded(list(ids), self.classes, self.true[take], self.pred[take], self.rouge[take])
+        ref = self.reference_mask()[take]
+        return Encoded(
+            list(ids), self.classes, self.true[take], self.pred[take], self.rouge[take], ref
+        )
+
+    def reference_mask(self) -> np.ndarray:
+        if self.has_ref is None:
+            return np.ones(self.n, dtype=bool)
+        return self.has_ref
 
 
 def encode(predictions: Sequence[Mapping[str, Any]], classes: Sequence[str]) -> Encoded:
@@ -170,7 +182,9 @@ def encode(predictions: Sequence[Mapping[str, Any]], classes: Sequence[str]) -> 
         dtype=np.int64,
     )
     rouge = np.array([float(p.get("rouge_l") or 0.0) for p in predictions], dtype=np.float64)
-    return Encoded([str(p["id"]) for p in predictions], tuple(cls), true, pred, rouge)
+    has_ref = np.array([p.get("rouge_l") is not None for p in predictions], dtype=bool)
+    ids = [str(p["id"]) for p in predictions]
+    return Encoded(ids, tuple(cls), true, pred, rouge, has_ref)
 
 
 def _one_hot(index: np.ndarray, width: int) -> np.ndarray:
@@ -181,12 +195,13 @@ def _one_hot(index: np.ndarray, width: int) -> np.ndarray:
 
 def _design(enc: Encoded) -> np.ndarray:
     """Per-sample columns whose weighted sums give every metric: TP, support and predicted
-    count per class, then correct, ROUGE-L, invalid and one."""
+    count per class, then correct, ROUGE-L, invalid, one and has-a-reference."""
     k = len(enc.classes)
     t = _one_hot(enc.true, k)
     p = _one_hot(enc.pred, k + 1)[:, :k]
+    ref = enc.reference_mask()
     extra = np.stack(
-        [(enc.true == enc.pred), enc.rouge, enc.pred == k, np.ones(enc.n)], axis=1
+        [(enc.true == enc.pred), enc.rouge * ref, enc.pred == k, np.ones(enc.n), ref], axis=1
     ).astype(np.float64)
     return np.concatenate([t * p, t, p, extra], axis=1)
 
@@ -200,13 +215,14 @@ def weighted_metrics(enc: Encoded, weights: np.ndarray) -> dict[str, np.ndarray]
     k = len(enc.classes)
     sums = weights @ _design(enc)
     tp, support, predicted = sums[:, :k], sums[:, k : 2 * k], sums[:, 2 * k : 3 * k]
-    correct, rouge, invalid, total = sums[:, 3 * k :].T
+    correct, rouge, invalid, total, with_ref = sums[:, 3 * k :].T
     denom = support + predicted
     f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
     return {
         "macro_f1": f1.mean(axis=1),
         "accuracy": correct / total,
-        "rouge_l": rouge / total,
+        # ROUGE-L over the (resampled) images that have a reference report only
+        "rouge_l": np.divide(rouge, with_ref, out=np.full_like(rouge, np.nan), where=with_ref > 0),
         "invalid_rate": invalid / total,
     }
 
@@ -268,10 +284,13 @@ def paired_bootstrap(
     for m in metrics:
         d = pb[m] - pa[m]
         boot = bb[m] - ba[m]
+        boot = boot[~np.isnan(boot)]  # resamples that drew no reference (ROUGE-L)
+        if not boot.size or np.isnan(d):
+            continue
         lo, hi = np.percentile(boot, [tail, 100 - tail])
         extreme = np.sum(np.abs(boot - d) >= abs(d) - 1e-12)
-        p = float(min(1.0, (1 + extreme) / (n_resamples + 1)))
-        out[m] = PairedResult(m, float(d), float(lo), float(hi), p, len(ids), n_resamples)
+        p = float(min(1.0, (1 + extreme) / (boot.size + 1)))
+        out[m] = PairedResult(m, float(d), float(lo), float(hi), p, len(ids), int(boot.size))
     return out
 
 

@@ -17,40 +17,86 @@ from harness.errors import DataError, HarnessError
 _DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 
 
-def _fmt_ci(value: float, ci: Any) -> str:
-    return f"{value:.3f} ± {ci.half_width:.3f}" if ci else f"{value:.3f}"
-
-
 def report_table(
-    rows: Sequence[Mapping[str, Any]], provenance: Mapping[str, Any], analysis: Mapping[str, Any]
+    rows: Sequence[Mapping[str, Any]],
+    provenance: Mapping[str, Any],
+    analysis: Mapping[str, Any],
+    baselines: Mapping[str, Any] | None = None,
 ) -> Table:
-    """The leaderboard as a Rich table (95% CIs, paired tests against base)."""
-    from harness.exports import COLUMNS, fmt_p, ordered
+    """The terminal leaderboard, the same for `bench` and `report`: metrics with 95% CIs (and
+    reference coverage), the paired test against base, trainable parameters, training time and
+    the reference baselines."""
+    from harness.exports import COLUMNS, fmt_p, fmt_params, ordered
+    from harness.exports.common import cell, coverage_note, coverage_suffix
 
     bench = provenance.get("benchmark", {})
+    note = coverage_note(rows)
     table = Table(
         title=f"{bench.get('name', '?')} · fingerprint {bench.get('fingerprint', '?')} · "
-        f"{bench.get('sizes', {}).get('test', '?')} test images · ± = 95% bootstrap CI half-width"
+        f"{bench.get('sizes', {}).get('test', '?')} test images · ± = 95% bootstrap CI half-width",
+        caption=note or None,
     )
-    table.add_column("Configuration", no_wrap=True)
+    table.add_column("Configuration", overflow="fold", min_width=12)
     for _, title in COLUMNS:
         table.add_column(title, justify="right")
-    for title in ("ΔF1 vs base", "p", "McNemar p"):
+    for title in ("ΔF1 vs base", "p", "McNemar p", "Trainable", "Train s"):
         table.add_column(title, justify="right")
     for r in ordered(rows):
         item = analysis["configs"][r["config_id"]]
         pf, mc = item["paired"].get("macro_f1"), item["mcnemar"]
+        cells = []
+        for m, _ in COLUMNS:
+            v, hw = cell(r, analysis, m)
+            text = "–" if v is None else f"{v:.3f}" + (f" ±{hw:.3f}" if hw is not None else "")
+            cells.append(text + coverage_suffix(r, m))
+        trained = r.get("trainer") != "base"
         table.add_row(
             r["config_id"],
-            *(
-                _fmt_ci(float(r["metrics"][m]), item["ci"].get(m)) if m in r["metrics"] else "–"
-                for m, _ in COLUMNS
-            ),
+            *cells,
             f"{pf.estimate:+.3f}" if pf else "–",
             fmt_p(pf.p_value) if pf else "–",
             fmt_p(mc.p_value) if mc else "–",
+            fmt_params(r.get("trainable_params")) if trained else "–",
+            f"{float(r.get('train_seconds') or 0):.1f}" if trained else "–",
+        )
+    baselines = baselines or {}
+    maj = baselines.get("majority")
+    if maj:
+        table.add_row(
+            "[dim]majority class[/dim]",
+            f"{maj['macro_f1']:.3f}",
+            f"{maj['accuracy']:.3f}",
+            "–",
+            "0.000",
+            *("–",) * 5,
+        )
+    oracle = baselines.get("same_class_reference")
+    if oracle and any("rouge_l" in r["metrics"] for r in rows):
+        table.add_row(
+            "[dim]same-class reference (ROUGE-L oracle)[/dim]",
+            "–",
+            "–",
+            f"{oracle['rouge_l']:.3f}",
+            *("–",) * 6,
         )
     return table
+
+
+def print_leaderboard(
+    rows: Sequence[Mapping[str, Any]],
+    provenance: Mapping[str, Any],
+    analysis: Mapping[str, Any],
+    baselines: Mapping[str, Any] | None = None,
+) -> None:
+    """The leaderboard and the caveats that change what it means (both `bench` and `report`)."""
+    from rich.console import Console
+
+    from harness.exports.markdown import meaning_caveats
+
+    wide = console if console.is_terminal else Console(width=160)
+    wide.print(report_table(rows, provenance, analysis, baselines))
+    for c in meaning_caveats(rows, analysis, baselines or {}):
+        console.print(f"[yellow]caveat:[/yellow] {c}", highlight=False)
 
 
 @click.command("report")
@@ -89,7 +135,7 @@ def report_cmd(
         )
     except HarnessError as exc:
         fail(exc)
-    console.print(report_table(rows, provenance, analysis))
+    print_leaderboard(rows, provenance, analysis, baselines)
     console.print(f"{len(written)} files written to [bold]{target}[/bold]")
 
 

@@ -60,3 +60,32 @@ def cell(r: Mapping[str, Any], an: Mapping[str, Any], m: str) -> tuple[float | N
         return None, None
     ci = an["configs"][r["config_id"]]["ci"].get(m)
     return float(r["metrics"][m]), (ci.half_width if ci else None)
+
+
+# Metrics defined only where a test image has a reference report: name -> count key in metrics.
+REFERENCE_COUNTS = {"rouge_l": "rouge_l_n"}
+
+
+def coverage(r: Mapping[str, Any], m: str) -> tuple[int, int] | None:
+    """(images scored, test images) of a reference metric; None for every other metric."""
+    key = REFERENCE_COUNTS.get(m)
+    if key is None or m not in r["metrics"]:
+        return None
+    total = int(r.get("n_test") or len(r.get("predictions", [])))
+    n = r["metrics"].get(key)
+    return (int(n) if n is not None else total), total
+
+
+def coverage_suffix(r: Mapping[str, Any], m: str) -> str:
+    """`` (n/N)`` where a reference metric covers only part of the test images, else empty."""
+    cov = coverage(r, m)
+    return f" ({cov[0]}/{cov[1]})" if cov and cov[0] < cov[1] else ""
+
+
+def coverage_note(rows: Rows) -> str:
+    """One sentence on which images each reference metric averages over, for table captions."""
+    parts = sorted({coverage(r, "rouge_l") for r in rows} - {None})
+    if not parts:
+        return ""
+    spans = ", ".join(f"{n} of {total}" for n, total in parts)
+    return f"ROUGE-L averages the test images with a reference report only ({spans})."

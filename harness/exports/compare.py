@@ -20,6 +20,7 @@ def match_pairs(
     by_b = {r["config_id"]: r for r in rows_b}
     if not pairs:
         pairs = [(cid, cid) for cid in by_a if cid in by_b]
+        _refuse_base_only(rows_a, rows_b, pairs)
     if not pairs:
         raise DataError(
             f"the runs share no configuration id (A: {', '.join(by_a) or '-'}; "
@@ -32,6 +33,26 @@ def match_pairs(
             f" B has: {', '.join(by_b) or '-'})"
         )
     return [(by_a[a], by_b[b]) for a, b in pairs]
+
+
+def _refuse_base_only(
+    rows_a: Sequence[Row], rows_b: Sequence[Row], pairs: Sequence[tuple[str, str]]
+) -> None:
+    """Two runs of different recipes share only the base row: comparing base with base would
+    print Δ 0, p = 1 as if the recipes were equal. Name the pairs that could be made instead."""
+    trained_a = [r["config_id"] for r in rows_a if r.get("trainer") != "base"]
+    trained_b = [r["config_id"] for r in rows_b if r.get("trainer") != "base"]
+    shared_trained = [a for a, _ in pairs if a in trained_a]
+    if not trained_a or not trained_b or shared_trained:
+        return
+    options = [f"--pair {a}={b}" for a in trained_a for b in trained_b][:8]
+    raise DataError(
+        "the runs share no fine-tuned configuration (only "
+        + (", ".join(a for a, _ in pairs) or "nothing")
+        + "); name the recipes to compare, e.g. "
+        + "; ".join(options)
+        + ("" if pairs == [] else " (or --pair base=base to compare the base rows)")
+    )
 
 
 def setting_differences(

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness import stats
-from harness.exports.common import COLUMNS, Rows
+from harness.exports.common import COLUMNS, Rows, coverage
 
 
 def results_csv(rows: Rows, analysis: Mapping[str, Any]) -> str:
@@ -64,6 +64,11 @@ def results_json(
                 "ci": {m: ci.as_dict() for m, ci in item["ci"].items()},
                 "paired_vs_base": {m: p.as_dict() for m, p in item["paired"].items()},
                 "mcnemar_vs_base": item["mcnemar"].as_dict() if item["mcnemar"] else None,
+                "coverage": {
+                    m: {"n": cov[0], "of": cov[1]}
+                    for m, _ in COLUMNS
+                    if (cov := coverage(r, m)) is not None
+                },
                 "per_class": item.get("per_class", []),
                 "confusion": {
                     "classes": item.get("classes", []),

@@ -5,7 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from harness.exports.common import COLUMNS, Rows, best, cell, fmt_p, ordered
+from harness.exports.common import (
+    COLUMNS,
+    Rows,
+    best,
+    cell,
+    coverage_note,
+    coverage_suffix,
+    fmt_p,
+    ordered,
+)
 
 _TEX = {
     "\\": r"\textbackslash{}",
@@ -45,7 +54,7 @@ def leaderboard_latex(
         f"{bench.get('sizes', {}).get('test', '?')} test images). Estimate $\\pm$ half-width of "
         f"the 95\\% percentile bootstrap CI ({analysis['n_resamples']} resamples); best per "
         "column in bold. $\\Delta$F1 and $p$: paired bootstrap against base on the same images; "
-        "$p_{\\mathrm{McN}}$: McNemar's test on accuracy.}",
+        "$p_{\\mathrm{McN}}$: McNemar's test on accuracy. " + coverage_note(rows) + "}",
         "\\label{tab:cxr-leaderboard}",
         "\\begin{tabular}{l" + "r" * (len(COLUMNS) + 3) + "}",
         "\\toprule",
@@ -60,7 +69,8 @@ def leaderboard_latex(
                 cells.append("--")
                 continue
             num = f"\\textbf{{{v:.3f}}}" if abs(v - top[m]) < 1e-12 else f"{v:.3f}"
-            cells.append(f"{num} $\\pm$ {hw:.3f}" if hw is not None else num)
+            num = f"{num} $\\pm$ {hw:.3f}" if hw is not None else num
+            cells.append(num + coverage_suffix(r, m))
         item = analysis["configs"][r["config_id"]]
         pf, mc = item["paired"].get("macro_f1"), item["mcnemar"]
         cells += [

@@ -15,6 +15,8 @@ from harness.exports.common import (
     best,
     cell,
     classes_of,
+    coverage_note,
+    coverage_suffix,
     fmt_p,
     fmt_params,
     ordered,
@@ -42,7 +44,7 @@ def leaderboard_markdown(
         f"Values are estimate ± half-width of the 95% percentile bootstrap CI "
         f"({an['n_resamples']} resamples, seed {an['seed']}); best per column in bold. "
         "Δ and p compare with base on the same test images (paired bootstrap; McNemar for "
-        "accuracy).",
+        "accuracy). " + coverage_note(rows),
         "",
         "| Configuration | " + " | ".join(t for _, t in COLUMNS) + " | ΔMacro-F1 vs base | p "
         "| McNemar p | Trainable | Train s |",
@@ -56,7 +58,8 @@ def leaderboard_markdown(
                 cells.append("–")
                 continue
             text = f"{v:.3f}" + (f" ± {hw:.3f}" if hw is not None else "")
-            cells.append(f"**{text}**" if abs(v - top[m]) < 1e-12 else text)
+            text = f"**{text}**" if abs(v - top[m]) < 1e-12 else text
+            cells.append(text + coverage_suffix(r, m))
         item = an["configs"][r["config_id"]]
         pf = item["paired"].get("macro_f1")
         mc = item["mcnemar"]
@@ -81,7 +84,7 @@ def leaderboard_markdown(
             "| – | – | – | – | – | – |"
         )
     lines += _paired_md(rows, an) + _seeds_md(an)
-    lines += ["", "## Caveats", ""] + [f"- {c}" for c in caveats(rows, provenance, an)]
+    lines += ["", "## Caveats", ""] + [f"- {c}" for c in caveats(rows, provenance, an, baselines)]
     lines += ["", "## Provenance", ""] + [
         f"- {k}: {v}" for k, v in provenance_block(rows, provenance)
     ]
@@ -168,10 +171,17 @@ def per_class_markdown(rows: Rows, analysis: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------- caveats and provenance
 
 
-def caveats(rows: Rows, provenance: Mapping[str, Any], an: Mapping[str, Any]) -> list[str]:
-    """Automatic caveats: synthetic text, small classes, exclusions, de-duplication, seeds."""
+def caveats(
+    rows: Rows,
+    provenance: Mapping[str, Any],
+    an: Mapping[str, Any],
+    baselines: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """Automatic caveats: meaningless comparisons first, then synthetic text, small classes,
+    exclusions, de-duplication, seeds."""
     bench = provenance.get("benchmark", {})
-    out = [str(c) for c in provenance.get("caveats", [])]
+    out = meaning_caveats(rows, an, baselines or {})
+    out += [str(c) for c in provenance.get("caveats", [])]
     synths = sorted({str(r.get("synthesizer")) for r in rows} - {"none", "None"})
     if synths:
         out.append(
@@ -215,6 +225,47 @@ def caveats(rows: Rows, provenance: Mapping[str, Any], an: Mapping[str, Any]) ->
         out.append(
             "Each fine-tuned recipe ran with a single training seed: intervals reflect test-set "
             "sampling only, not training variance."
+        )
+    return out
+
+
+BASE_INVALID_LIMIT = 0.5
+
+
+def meaning_caveats(rows: Rows, an: Mapping[str, Any], baselines: Mapping[str, Any]) -> list[str]:
+    """Where a Δ or a p-value means little: a base that rarely answered, rows below the
+    majority-class baseline, and reference metrics that cover only part of the test set."""
+    out = []
+    base = next((r for r in rows if r.get("config_id") == an.get("base")), None)
+    invalid = float(base["metrics"].get("invalid_rate", 0.0)) if base else 0.0
+    if base is not None and invalid >= BASE_INVALID_LIMIT:
+        out.append(
+            f"The base row answered in the expected format for only {1 - invalid:.0%} of the "
+            f"test images ({invalid:.0%} invalid): a Δ or p against base measures learning the "
+            "answer format, not reading the image."
+        )
+    maj = baselines.get("majority") or {}
+    if "macro_f1" in maj:
+        below = [
+            f"{r['config_id']} ({float(r['metrics']['macro_f1']):.3f})"
+            for r in rows
+            if float(r["metrics"].get("macro_f1", 0.0)) < float(maj["macro_f1"]) - 1e-12
+        ]
+        if below:
+            out.append(
+                f"Below the majority-class baseline's Macro-F1 of {float(maj['macro_f1']):.3f}: "
+                f"{', '.join(below)}; such a row does no better than always answering one class."
+            )
+    partial = [
+        f"{r['config_id']} {n}/{r.get('n_test') or len(r.get('predictions', []))}"
+        for r in rows
+        if (n := r["metrics"].get("rouge_l_n")) is not None
+        and n < (r.get("n_test") or len(r.get("predictions", [])))
+    ]
+    if partial:
+        out.append(
+            "ROUGE-L is averaged over the test images that have a reference report only "
+            f"({'; '.join(partial)})."
         )
     return out
 
