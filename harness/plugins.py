@@ -49,10 +49,7 @@ def make_plugin_manager(
             raise PluginError(f"Built-in plugin {modname!r} failed to import: {exc}") from exc
         pm.register(module, name=ep_name)
     if load_entry_points:
-        try:
-            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
-        except Exception as exc:  # a broken third-party plugin must be named, not crash
-            raise PluginError(f"A {ENTRY_POINT_GROUP!r} entry point failed to load: {exc}") from exc
+        load_entry_point_plugins(pm)
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
@@ -61,6 +58,37 @@ def make_plugin_manager(
         pm.trace.root.setwriter(sys.stderr.write)
         pm.enable_tracing()
     return pm
+
+
+def load_entry_point_plugins(pm: pluggy.PluginManager, group: str = ENTRY_POINT_GROUP) -> int:
+    """Import and register each ``group`` entry point, one by one, as pluggy would.
+
+    Names already registered (the built-ins) or blocked are skipped. A plugin that fails to
+    import or to register raises ``PluginError`` naming the entry point, its distribution and
+    version, and how to remove it. Returns the number of plugins loaded.
+    """
+    count = 0
+    for ep in md.entry_points(group=group):
+        if pm.has_plugin(ep.name) or pm.is_blocked(ep.name):
+            continue
+        try:
+            plugin = ep.load()
+            pm.register(plugin, name=ep.name)
+        except Exception as exc:  # a broken third-party plugin must be named, not crash
+            raise PluginError(_broken_plugin_message(ep, exc)) from exc
+        count += 1
+    return count
+
+
+def _broken_plugin_message(ep: md.EntryPoint, exc: Exception) -> str:
+    dist = ep.dist
+    name = dist.metadata["Name"] if dist is not None else None
+    origin = f"{name} {dist.version}" if name else "an unknown distribution"
+    remedy = f"; to remove it: pip uninstall {name}" if name else ""
+    detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return (
+        f"Plugin entry point {ep.name!r} ({ep.value}) of {origin} failed to load: {detail}{remedy}"
+    )
 
 
 def _distribution_of(module_name: str, index: dict[str, list[str]]) -> tuple[str, str]:

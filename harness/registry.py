@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +77,32 @@ class Registry:
 
     def all(self) -> list[Entry]:
         return [e for kind in KINDS for e in sorted(self.entries[kind].values(), key=_by_name)]
+
+    def provenance(self, configurations: Iterable[Any]) -> list[dict[str, str]]:
+        """Where each component the configurations use came from, once per (kind, name):
+        ``[{kind, name, distribution, version, plugin}]`` sorted by kind and name.
+
+        A configuration has ``trainer``, ``augmenter`` and ``synthesizer`` names; the base row
+        (trainer ``base``) uses its trainer only, as the runner does.
+        """
+        used: set[tuple[str, str]] = set()
+        for config in configurations:
+            used.add(("trainer", config.trainer))
+            if config.trainer != "base":
+                used |= {("augmenter", config.augmenter), ("synthesizer", config.synthesizer)}
+        out = []
+        for kind, name in sorted(used):
+            e = self.get(kind, name)
+            out.append(
+                {
+                    "kind": kind,
+                    "name": name,
+                    "distribution": e.distribution,
+                    "version": e.version,
+                    "plugin": e.plugin,
+                }
+            )
+        return out
 
 
 def _by_name(entry: Entry) -> str:
