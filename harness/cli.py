@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from harness.benchmark import DEFAULT_BENCHMARK
 from harness.commands import console, err_console, eval_options, fail, set_torch_threads
 from harness.errors import HarnessError
 
@@ -108,7 +109,12 @@ def _split_csv(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--revision", default=None, help="Hub revision for --model.")
 @click.option("--min-pixels", type=int, default=None, help="Image processor min_pixels.")
 @click.option("--max-pixels", type=int, default=None, help="Image processor max_pixels.")
-@click.option("--benchmark", default="phantom8", show_default=True, help="Benchmark name.")
+@click.option(
+    "--benchmark",
+    default=DEFAULT_BENCHMARK,
+    show_default=True,
+    help="A benchmark plugin's name, a built benchmark's NAME, or its folder (with a /).",
+)
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
@@ -149,7 +155,20 @@ def _split_csv(values: tuple[str, ...]) -> tuple[str, ...]:
     default=None,
     help="CPU threads for torch (default 1 on <=2 cores: oversubscription is slow).",
 )
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Experiment file (TOML): grid, model, benchmark, evaluation and options; flags given "
+    "on the command line override it. Every run writes its resolved plan as experiment.toml.",
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Print the resolved plan (and what is cached) and exit."
+)
+@click.pass_context
 def bench(
+    ctx,
     trainers,
     augmenters,
     synthesizers,
@@ -171,41 +190,79 @@ def bench(
     no_base,
     resume,
     threads,
+    config_file,
+    dry_run,
 ) -> None:
     """Run the base and fine-tuned models on a fixed held-out benchmark and rank them."""
     from harness.modeling import ModelSpec
+    from harness.plan import make_plan
     from harness.plugins import make_registry
-    from harness.runner import default_out_dir, run_bench, validate
+    from harness.runner import default_out_dir, run_bench
     from harness.spec import BenchSpec, parse_option_args
 
     try:
         seed_list = tuple(int(s) for s in _split_csv((seeds,))) if seeds else (seed,)
     except ValueError:
         fail(f"--seeds {seeds!r}: expected comma-separated integers, e.g. 1,2,3")
+    given = {
+        "trainers": _split_csv(trainers),
+        "augmenters": _split_csv(augmenters),
+        "synthesizers": _split_csv(synthesizers),
+        "seeds": seed_list,
+        "model": model,
+        "revision": revision,
+        "min_pixels": min_pixels,
+        "max_pixels": max_pixels,
+        "benchmark": benchmark,
+        "eval_batch_size": eval_batch_size,
+        "max_new_tokens": max_new_tokens,
+        "scoring": scoring,
+        "decoding": decoding,
+        "aug_copies": aug_copies,
+        "balance": balance,
+        "include_base": not no_base,
+    }
     try:
         set_torch_threads(threads)
+        cli_options = parse_option_args(list(options))
+        component_options: dict = {}
+        if config_file is not None:
+            from harness.experiment import load_experiment
+
+            given, cli_options, component_options = _merge_experiment(
+                ctx, given, cli_options, load_experiment(config_file)
+            )
         spec = BenchSpec(
-            trainers=_split_csv(trainers),
-            augmenters=_split_csv(augmenters),
-            synthesizers=_split_csv(synthesizers),
-            seeds=seed_list,
-            options=parse_option_args(list(options)),
+            trainers=given["trainers"],
+            augmenters=given["augmenters"],
+            synthesizers=given["synthesizers"],
+            seeds=given["seeds"],
+            options=cli_options,
+            component_options=component_options,
             model=ModelSpec(
-                model=model, revision=revision, min_pixels=min_pixels, max_pixels=max_pixels
+                model=given["model"],
+                revision=given["revision"],
+                min_pixels=given["min_pixels"],
+                max_pixels=given["max_pixels"],
             ),
-            benchmark=benchmark,
+            benchmark=given["benchmark"],
             out=out or default_out_dir(),
-            eval_batch_size=eval_batch_size,
-            max_new_tokens=max_new_tokens,
-            scoring=scoring,
-            decoding=decoding,
-            aug_copies=aug_copies,
-            include_base=not no_base,
+            eval_batch_size=given["eval_batch_size"],
+            max_new_tokens=given["max_new_tokens"],
+            scoring=given["scoring"],
+            decoding=given["decoding"],
+            aug_copies=given["aug_copies"],
+            include_base=given["include_base"],
             resume=resume,
-            balance=balance,
+            balance=given["balance"],
         )
         registry = make_registry()
-        validate(spec, registry)
+        plan = make_plan(spec, registry)
+        if dry_run:
+            from harness.commands.plan import print_plan
+
+            print_plan(plan, registry)
+            return
         columns = (
             TextColumn("{task.description}"),
             BarColumn(),
@@ -213,7 +270,7 @@ def bench(
             TimeElapsedColumn(),
         )
         with Progress(*columns, console=console, transient=False) as progress:
-            result = run_bench(spec, registry, RichProgress(progress))
+            result = run_bench(spec, registry, RichProgress(progress), plan)
     except HarnessError as exc:
         fail(exc)
     except KeyboardInterrupt:
@@ -234,6 +291,54 @@ def bench(
     )
 
 
+# bench parameter -> the key of the same setting in an experiment file
+_FILE_KEYS = {
+    "trainers": "trainers",
+    "augmenters": "augmenters",
+    "synthesizers": "synthesizers",
+    "seeds": "seeds",
+    "seed": "seeds",
+    "model": "model",
+    "revision": "revision",
+    "min_pixels": "min_pixels",
+    "max_pixels": "max_pixels",
+    "benchmark": "benchmark",
+    "eval_batch_size": "eval_batch_size",
+    "max_new_tokens": "max_new_tokens",
+    "scoring": "scoring",
+    "decoding": "decoding",
+    "aug_copies": "aug_copies",
+    "balance": "balance",
+    "no_base": "include_base",
+}
+
+
+def _merge_experiment(ctx, given: dict, cli_options: dict, file: dict) -> tuple:
+    """Experiment-file values, except where the command line set a flag or an ``-o`` key."""
+    from click.core import ParameterSource
+
+    typed = {
+        key
+        for name, key in _FILE_KEYS.items()
+        if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
+    }
+    merged = dict(given)
+    for key, value in file.items():
+        if key in merged and key not in typed:
+            merged[key] = value
+    options = {
+        kind: {**file["options"].get(kind, {}), **cli_options.get(kind, {})} for kind in cli_options
+    }
+    components = {
+        kind: {
+            name: {k: v for k, v in values.items() if k not in cli_options.get(kind, {})}
+            for name, values in tables.items()
+        }
+        for kind, tables in file["component_options"].items()
+    }
+    return merged, options, components
+
+
 @main.command("plugins")
 @click.option(
     "--options",
@@ -245,12 +350,13 @@ def bench(
 def plugins_cmd(show: str | None) -> None:
     """List every registered plugin component with its kind, distribution and version."""
     from harness.plugins import make_registry
+    from harness.registry import KINDS
 
     try:
         registry = make_registry()
         if show is not None:
             kind, _, name = show.partition(".")
-            if kind not in ("augmenter", "synthesizer", "trainer") or not name:
+            if kind not in KINDS or not name:
                 fail(f"--options {show!r}: expected KIND.NAME, e.g. trainer.rslora")
             entry = registry.get(kind, name)
     except HarnessError as exc:

@@ -12,26 +12,34 @@ from typing import Any, Protocol
 import numpy as np
 
 from harness.adapters import update_card
+from harness.atomic import write_text_atomic
 from harness.balance import balance, parse_policy
-from harness.benchmark import Benchmark, check_benchmark, load_benchmark
+from harness.benchmark import Benchmark, load_benchmark
 from harness.components import TrainContext
 from harness.errors import OptionError
 from harness.evaluation import (
     GenerationConfig,
-    check_decoding,
     evaluate,
     generate_answers,
     score,
 )
+from harness.experiment import experiment_toml
 from harness.exports import write_all
 from harness.likelihood import label_loglikelihoods, score_likelihoods
 from harness.metrics import majority_baseline
-from harness.modeling import ModelSpec, model_hash, resolve_model_path, weights_hash
+from harness.modeling import ModelSpec, model_hash, weights_hash
+from harness.plan import (
+    Plan,
+    PlannedConfig,
+    check_classes,
+    make_plan,
+    resume_keys,
+)
 from harness.prompts import eval_prompt, text_hash
 from harness.provenance import chat_template_of, git_commit, hardware, package_versions
 from harness.registry import Registry
-from harness.spec import BenchSpec, Configuration
-from harness.store import ResultsStore, config_key, prediction_cache_key
+from harness.spec import BenchSpec
+from harness.store import ResultsStore, prediction_cache_key
 from harness.trainset import attach_texts, augment
 
 
@@ -86,32 +94,6 @@ def default_out_dir(root: Path = Path("reports")) -> Path:
             return path
 
 
-def _resolve_components(spec: BenchSpec, registry: Registry, config: Configuration) -> dict:
-    """Instantiate the configuration's components; preset defaults < explicit -o options."""
-    trainer_entry = registry.get("trainer", config.trainer)
-    fields = trainer_entry.cls.Options.model_fields
-    trainer_opts = {
-        k: v
-        for k, v in spec.model.preset.defaults_for(config.trainer).items()
-        if k in fields and v is not None
-    }
-    if "seed" in fields:
-        trainer_opts["seed"] = config.seed
-    user = spec.options.get("trainer", {})
-    if config.trainer == "base":  # the reference row takes only options it declares
-        user = {k: v for k, v in user.items() if k in fields}
-    trainer_opts.update({k: v for k, v in user.items() if k != "seed"})
-    comps = {"trainer": registry.create("trainer", config.trainer, trainer_opts)}
-    if config.trainer != "base":
-        comps["augmenter"] = registry.create(
-            "augmenter", config.augmenter, spec.options.get("augmenter", {})
-        )
-        comps["synthesizer"] = registry.create(
-            "synthesizer", config.synthesizer, spec.options.get("synthesizer", {})
-        )
-    return comps
-
-
 def _predict(
     trained: Any, bench: Benchmark, prompt: str, gen: GenerationConfig, on_batch: Any
 ) -> list[str]:
@@ -134,78 +116,16 @@ def _predict(
     return generate_answers(trained.model, trained.processor, images, prompts, gen, on_batch)
 
 
-def generation_config(spec: BenchSpec) -> GenerationConfig:
-    preset = spec.model.preset
-    return GenerationConfig(
-        max_new_tokens=spec.max_new_tokens or preset.max_new_tokens,
-        batch_size=spec.eval_batch_size or preset.eval_batch_size,
-        scoring=spec.scoring,
-        decoding=spec.decoding,
-    )
-
-
-def validate(spec: BenchSpec, registry: Registry) -> None:
-    """Fail before any work: unknown names, bad options, or a missing model path."""
-    gen = generation_config(spec)
-    check_decoding(gen)
-    if gen.scoring == "likelihood" and spec.options.get("trainer", {}).get("min_rouge_l"):
-        raise OptionError(
-            "trainer.min_rouge_l needs ROUGE-L, which --scoring likelihood does not compute"
-        )
-    check_declared_options(spec, registry)
-    for config in spec.configurations():
-        _resolve_components(spec, registry, config)["trainer"].preflight()
-    if spec.balance is not None:
-        parse_policy(spec.balance)
-    check_benchmark(spec.benchmark)
-    store_file = spec.out / "results.sqlite" if spec.out is not None else None
-    if spec.resume and (store_file is None or not store_file.is_file()):
-        raise OptionError("--resume needs --out DIR pointing at an earlier run's folder")
-    if not spec.resume and store_file is not None and store_file.is_file():
-        raise OptionError(
-            f"--out {spec.out} already holds a run: add --resume to continue it, "
-            "or choose a new --out"
-        )
-    if spec.model.model != "tiny":
-        resolve_model_path(spec.model)
-
-
-def check_declared_options(spec: BenchSpec, registry: Registry) -> None:
-    """Every ``-o`` key must be declared by some component of the grid, and seeds come only
-    from ``--seed``/``--seeds`` (a ``trainer.seed`` option would give every seed one value)."""
-    if "seed" in spec.options.get("trainer", {}):
-        raise OptionError(
-            "-o trainer.seed: training seeds come from --seed/--seeds (a trainer.seed option "
-            "would train every --seeds value with one seed); use --seeds "
-            f"{spec.options['trainer']['seed']} instead"
-        )
-    configs = spec.configurations()
-    names = {
-        "trainer": {c.trainer for c in configs},
-        "augmenter": {c.augmenter for c in configs if c.trainer != "base"},
-        "synthesizer": {c.synthesizer for c in configs if c.trainer != "base"},
-    }
-    for kind, chosen in names.items():
-        given = spec.options.get(kind, {})
-        if not given:
-            continue
-        declared: set[str] = set()
-        for name in chosen:
-            declared |= set(registry.get(kind, name).cls.Options.model_fields)
-        unknown = sorted(set(given) - declared)
-        if unknown:
-            which = ", ".join(sorted(chosen)) or "none (only the base row runs)"
-            raise OptionError(
-                f"unknown option {', '.join(f'{kind}.{k}' for k in unknown)}: no {kind} of this "
-                f"run ({which}) declares it (allowed: {', '.join(sorted(declared)) or 'none'})"
-            )
-
-
 def run_bench(
-    spec: BenchSpec, registry: Registry, progress: ProgressSink | None = None
+    spec: BenchSpec,
+    registry: Registry,
+    progress: ProgressSink | None = None,
+    plan: Plan | None = None,
 ) -> BenchResult:
+    """Execute a plan (made here from ``spec`` when not given): every component is resolved
+    once, before any work."""
     progress = progress or NullProgress()
-    validate(spec, registry)
+    plan = plan or make_plan(spec, registry)
     out = spec.out or default_out_dir()
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -214,11 +134,9 @@ def run_bench(
         f"benchmark {bench.name} fingerprint {bench.fingerprint} "
         f"(train {len(bench.train)}, test {len(bench.test)}) in {time.perf_counter() - t0:.1f}s"
     )
-    for config in spec.configurations():  # e.g. a class the ontology lacks: fail before any work
-        if config.trainer != "base":
-            _resolve_components(spec, registry, config)["synthesizer"].check_classes(bench.classes)
+    check_classes(plan, bench)  # e.g. a class the ontology lacks: fail before any work
     prompt = eval_prompt(bench.classes)
-    gen = generation_config(spec)
+    gen = plan.generation
     result = BenchResult(out=out)
     base_hash = model_hash(spec.model)
     result.provenance = {
@@ -229,7 +147,6 @@ def run_bench(
         "prompt_hash": text_hash(prompt),
         "generation": gen.as_dict(),
         "packages": package_versions(),
-        "components": registry.provenance(spec.configurations()),
         "git_commit": git_commit(),
         "hardware": hardware(),
         "seeds": list(spec.seeds),
@@ -244,27 +161,17 @@ def run_bench(
     with ResultsStore.open(out) as store:
         if spec.resume:  # keep the provenance the run started with
             result.provenance = store.load_provenance() or result.provenance
-        keys = {
-            config: config_key(
-                config.id,
-                fingerprint=bench.fingerprint,
-                model=spec.model.resolved(),
-                options=_options_of(_resolve_components(spec, registry, config)),
-                generation=gen.as_dict(),
-                prompt_hash=text_hash(prompt),
-                aug_copies=spec.aug_copies,
-                balance=spec.balance,
-            )
-            for config in spec.configurations()
-        }
+        keys = resume_keys(plan, bench.fingerprint, text_hash(prompt))
         _check_resumable(store, keys.values(), out)
         run_id = store.save_run(result.provenance, result.baselines)
-        for config, key in keys.items():
+        write_text_atomic(out / "experiment.toml", experiment_toml(plan))
+        for planned in plan.configs:
+            key = keys[planned.config]
             if spec.resume and store.has_config(key):
-                progress.note(f"[{config.id}] finished earlier: skipped (--resume)")
+                progress.note(f"[{planned.config.id}] finished earlier: skipped (--resume)")
                 continue
             row = run_configuration(
-                spec, registry, bench, config, prompt, gen, out, progress, store, base_hash
+                spec, planned, bench, prompt, gen, out, progress, store, base_hash
             )
             row["config_key"] = key
             store.save_config_result(row, run_id)  # one transaction: all of the row or none
@@ -311,10 +218,6 @@ def same_class_reference(bench: Benchmark, seed: int = 0) -> dict[str, Any]:
     return {"rouge_l": float(np.mean(scores)) if scores else 0.0, "n": len(scores)}
 
 
-def _options_of(comps: dict[str, Any]) -> dict[str, Any]:
-    return {kind: comp.options.model_dump(mode="json") for kind, comp in comps.items()}
-
-
 def audit_summary(train_set: list) -> dict[str, Any]:
     """Audit the training texts: overall uniqueness and cross-class keyword share."""
     from harness.synth_audit import audit_texts
@@ -328,9 +231,8 @@ def audit_summary(train_set: list) -> dict[str, Any]:
 
 def run_configuration(
     spec: BenchSpec,
-    registry: Registry,
+    planned: PlannedConfig,
     bench: Benchmark,
-    config: Configuration,
     prompt: str,
     gen: GenerationConfig,
     out: Path,
@@ -338,7 +240,7 @@ def run_configuration(
     store: ResultsStore,
     base_hash: str,
 ) -> dict[str, Any]:
-    comps = _resolve_components(spec, registry, config)
+    comps, config = planned.components, planned.config
     trainer = comps["trainer"]
     train_set = []
     synth_audit: dict[str, Any] = {}
@@ -414,7 +316,7 @@ def run_configuration(
         "augmenter": config.augmenter if config.trainer != "base" else "none",
         "synthesizer": config.synthesizer if config.trainer != "base" else "none",
         "seed": config.seed,
-        "options": _options_of(comps),
+        "options": planned.options(),
         "resolved": trained.resolved,
         "synth_audit": synth_audit,
         "balance": balance_info,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.benchmark import DEFAULT_BENCHMARK
 from harness.errors import OptionError
 from harness.modeling import ModelSpec
 
@@ -64,8 +65,10 @@ class BenchSpec:
     synthesizers: tuple[str, ...] = ("template",)
     seeds: tuple[int, ...] = (0,)
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # {kind: {component name: {key: value}}}: options of one component (experiment files)
+    component_options: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     model: ModelSpec = field(default_factory=ModelSpec)
-    benchmark: str = "phantom8"
+    benchmark: str = DEFAULT_BENCHMARK
     out: Path | None = None
     eval_batch_size: int | None = None
     max_new_tokens: int | None = None
