@@ -147,6 +147,7 @@ def run_bench(
         "prompt_hash": text_hash(prompt),
         "generation": gen.as_dict(),
         "packages": package_versions(),
+        "components": registry.provenance(spec.configurations()),
         "git_commit": git_commit(),
         "hardware": hardware(),
         "seeds": list(spec.seeds),
