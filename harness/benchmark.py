@@ -7,18 +7,17 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.data import Sample
-from harness.errors import DataError
-from harness.labels import PHANTOM8_CLASSES
+from harness.errors import DataError, PluginError
 
-PHANTOM8 = "phantom8"
-# The embedded benchmark is frozen: its seed and sizes never follow the run's --seed.
-PHANTOM8_SEED = 20241125
-PHANTOM8_TEST_PER_CLASS = 20
-PHANTOM8_VAL_PER_CLASS = 5
-PHANTOM8_SIZE = 112
+if TYPE_CHECKING:
+    from harness.registry import Registry
+
+# What runs use unless told otherwise: the built-in benchmark plugin
+# (cxr_harness_plugins.benchmarks.phantom8). No other code treats this name specially.
+DEFAULT_BENCHMARK = "phantom8"
 
 
 @dataclass
@@ -60,39 +59,74 @@ def fingerprint(splits: dict[str, list[Sample]], classes: tuple[str, ...]) -> st
     return digest.hexdigest()[:16]
 
 
-def load_phantom8() -> Benchmark:
-    """The embedded, procedurally generated benchmark (a machinery test, not a medical result)."""
-    from harness.phantoms import phantom8_split
+@dataclass(frozen=True)
+class PluginVerifyResult:
+    """A plugin benchmark rebuilt: its fingerprint against the one its plugin records."""
 
-    splits = phantom8_split(
-        seed=PHANTOM8_SEED,
-        n_train_per_class=None,
-        n_test_per_class=PHANTOM8_TEST_PER_CLASS,
-        n_val_per_class=PHANTOM8_VAL_PER_CLASS,
-        size=PHANTOM8_SIZE,
-    )
-    bench = Benchmark(
-        name=PHANTOM8,
-        classes=PHANTOM8_CLASSES,
-        train=splits["train"],
-        val=splits["val"],
-        test=splits["test"],
-        fingerprint=fingerprint(splits, PHANTOM8_CLASSES),
-        caveats=[
-            "phantom8 images are procedurally generated phantoms, not radiographs: "
-            "scores test the machinery and are not a medical result.",
-            "Reference reports are generated from the phantom's drawn findings (synthetic).",
-            "Every phantom is drawn from its own seed, so nothing is de-duplicated; "
-            "`harness benchmark check-leakage phantom8` finds no near-duplicate pair across "
-            "train and test.",
-        ],
-    )
+    name: str
+    expected: str
+    rebuilt: str
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.expected) and self.expected == self.rebuilt
+
+
+def _registry(registry: Registry | None) -> Registry:
+    if registry is not None:
+        return registry
+    from harness.plugins import make_registry
+
+    return make_registry()
+
+
+def plugin_benchmark(name: str, registry: Registry | None = None) -> Benchmark | None:
+    """Build the benchmark a plugin registers as ``name`` (None if none does).
+
+    The host computes the fingerprint from the returned splits; a plugin that returns another
+    name, something that is not a Benchmark, or a fingerprint of its own that differs, is a
+    PluginError.
+    """
+    registry = _registry(registry)
+    if name not in registry.names("benchmark"):
+        return None
+    entry = registry.get("benchmark", name)
+    bench = registry.create("benchmark", name).load()
+    where = f"benchmark {name!r} ({entry.plugin})"
+    if not isinstance(bench, Benchmark):
+        raise PluginError(f"{where}: load() returned {type(bench).__name__}, not a Benchmark")
+    if bench.name != name:
+        raise PluginError(f"{where}: load() returned a benchmark named {bench.name!r}")
+    splits = {"train": bench.train, "val": bench.val, "test": bench.test}
+    computed = fingerprint(splits, tuple(bench.classes))
+    if bench.fingerprint and bench.fingerprint != computed:
+        raise PluginError(
+            f"{where}: load() reports fingerprint {bench.fingerprint}, "
+            f"its splits hash to {computed}"
+        )
+    bench.fingerprint = computed
     return bench
 
 
-def check_benchmark(name: str, root: Path | None = None) -> None:
-    """Raise DataError (listing what exists) if ``name`` names no benchmark; loads nothing."""
-    if name == PHANTOM8:
+def verify_plugin_benchmark(
+    name: str, registry: Registry | None = None
+) -> PluginVerifyResult | None:
+    """Rebuild plugin benchmark ``name`` and compare its fingerprint with the recorded one
+    (None if no plugin registers ``name``)."""
+    registry = _registry(registry)
+    bench = plugin_benchmark(name, registry)
+    if bench is None:
+        return None
+    expected = registry.get("benchmark", name).cls.expected_fingerprint
+    return PluginVerifyResult(name, expected, bench.fingerprint)
+
+
+def check_benchmark(name: str, root: Path | None = None, registry: Registry | None = None) -> None:
+    """Raise DataError (listing what exists) if ``name`` names no registered benchmark and no
+    built one; loads nothing."""
+    registry = _registry(registry)
+    registered = registry.names("benchmark")
+    if name in registered:
         return
     from harness.manifest import DEFAULT_ROOT
 
@@ -101,18 +135,26 @@ def check_benchmark(name: str, root: Path | None = None) -> None:
     if not candidate.is_dir():
         built = sorted(p.name for p in base.glob("*/benchmark.json") for p in [p.parent])
         raise DataError(
-            f"Unknown benchmark {name!r}. Available: {', '.join([PHANTOM8, *built])} "
-            f"(built benchmarks live in {base}/NAME; make one with `harness benchmark build`)."
+            f"Unknown benchmark {name!r}. Registered by plugins: "
+            f"{', '.join(registered) or 'none'}; built in {base}: {', '.join(built) or 'none'} "
+            f"(make one with `harness benchmark build`; list plugins with `harness plugins`)."
         )
 
 
-def load_benchmark(name: str, root: Path | None = None) -> Benchmark:
-    """``phantom8``, or a benchmark built by ``harness benchmark build`` under ``root/NAME``
-    (default ``./benchmarks``; a path containing ``/`` is used as is)."""
-    if name == PHANTOM8:
-        return load_phantom8()
+def load_benchmark(
+    name: str, root: Path | None = None, registry: Registry | None = None
+) -> Benchmark:
+    """The benchmark a plugin registers as ``name``, else one built by ``harness benchmark build``
+    under ``root/NAME`` (default ``./benchmarks``; a path containing ``/`` is used as is).
+
+    ``registry`` defaults to a fresh ``make_registry()``.
+    """
+    registry = _registry(registry)
+    bench = plugin_benchmark(name, registry)
+    if bench is not None:
+        return bench
     from harness.manifest import DEFAULT_ROOT, load_manifest_benchmark
 
-    check_benchmark(name, root)
+    check_benchmark(name, root, registry)
     base = root if root is not None else DEFAULT_ROOT
     return load_manifest_benchmark(name, base)

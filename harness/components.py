@@ -1,4 +1,4 @@
-"""Base classes for the three plugin kinds and their strict options models."""
+"""Base classes for the four plugin kinds and their strict options models."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
+    from harness.benchmark import Benchmark
     from harness.data import Sample
     from harness.modeling import ModelSpec
 
@@ -55,6 +56,23 @@ class Synthesizer(Component):
         """
 
 
+class BenchmarkSource(Component):
+    """A benchmark a plugin builds from code (no files on disk), loadable by its ``name``.
+
+    ``load()`` must be deterministic: the same code always gives the same images, labels,
+    reports and splits. The host computes the benchmark's fingerprint from what ``load()``
+    returns; ``expected_fingerprint`` records the one the plugin's author built, and
+    ``harness benchmark verify NAME`` rebuilds the benchmark and compares the two (empty: the
+    plugin records none, so it cannot be verified).
+    """
+
+    expected_fingerprint: ClassVar[str] = ""
+
+    def load(self) -> Benchmark:
+        """Build and return the benchmark (name, classes, train/val/test samples, caveats)."""
+        raise NotImplementedError
+
+
 @dataclass
 class TrainContext:
     """What the runner hands a trainer besides the data.
@@ -87,6 +105,12 @@ class TrainResult:
 
 class Trainer(Component):
     """Turns a base model spec and a training set into an evaluable model."""
+
+    @classmethod
+    def model_defaults(cls, family: str) -> dict[str, Any]:
+        """Recommended options for a model family (a preset name such as ``tiny`` or
+        ``qwen2.5-vl``); explicit options override them. The default recommends nothing."""
+        return {}
 
     def preflight(self) -> None:
         """Raise a typed error now if this trainer cannot run here (e.g. needs CUDA).

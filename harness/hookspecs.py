@@ -46,3 +46,17 @@ def register_trainers(register: Callable[[type], None]) -> None:
     (a ``TrainContext``) carries the class list, the fixed prompt and the evaluation runner.
     Returns nothing.
     """
+
+
+@hookspec
+def register_benchmarks(register: Callable[[type], None]) -> None:
+    """Register benchmark classes by calling ``register(BenchmarkClass)`` once for each.
+
+    Called once when the registry is built. A benchmark subclasses
+    ``harness.components.BenchmarkSource``: a unique ``name`` (what ``--benchmark NAME`` and
+    ``harness benchmark verify|check-leakage|build NAME`` accept), a strict ``Options`` model,
+    ``load() -> Benchmark`` (deterministic; the host computes its fingerprint) and
+    ``expected_fingerprint``, the fingerprint ``harness benchmark verify`` checks a rebuild
+    against. A registered name takes precedence over a built benchmark folder of that name.
+    Returns nothing.
+    """

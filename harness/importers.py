@@ -285,12 +285,13 @@ def import_source(
     text_column: str | None = "text",
     label_column: str = "__class__",
 ) -> ImportResult:
-    """Pick the importer from the source: ``phantom8``, a saved HF dataset, a folder, a manifest."""
-    if source == "phantom8":
-        from harness.benchmark import load_phantom8
+    """Pick the importer from the source: a benchmark plugin's name (e.g. ``phantom8``), a saved
+    HF dataset, a folder, a manifest."""
+    from harness.benchmark import plugin_benchmark
 
-        b = load_phantom8()
-        return import_samples([*b.train, *b.val, *b.test], "phantom8")
+    b = plugin_benchmark(source)
+    if b is not None:
+        return import_samples([*b.train, *b.val, *b.test], source)
     path = Path(source)
     if not path.exists():
         raise DataError(f"{source}: no such file or folder")

@@ -11,7 +11,7 @@ import pluggy
 
 from harness import hookspecs
 from harness.errors import PluginError
-from harness.registry import Registry
+from harness.registry import KINDS, Registry
 
 ENTRY_POINT_GROUP = "cxr_harness"
 TRACE_ENV = "CXR_HARNESS_TRACE_HOOKS"
@@ -29,6 +29,7 @@ DEFAULT_PLUGINS: dict[str, str] = {
     "synthesizers_gemini": "cxr_harness_plugins.synthesizers.gemini",
     "trainers_base": "cxr_harness_plugins.trainers.base",
     "trainers_peft": "cxr_harness_plugins.trainers.peft_trainers",
+    "benchmarks_phantom8": "cxr_harness_plugins.benchmarks.phantom8",
 }
 
 
@@ -108,7 +109,7 @@ def make_registry(pm: pluggy.PluginManager | None = None) -> Registry:
     pm = pm or make_plugin_manager()
     registry = Registry()
     index = md.packages_distributions()  # one scan of installed distributions per registry
-    for kind in ("augmenter", "synthesizer", "trainer"):
+    for kind in KINDS:
 
         def register(cls: type, _kind: str = kind) -> None:
             module = getattr(cls, "__module__", "?")

@@ -9,13 +9,21 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from harness.components import Augmenter, Component, Options, Synthesizer, Trainer
+from harness.components import (
+    Augmenter,
+    BenchmarkSource,
+    Component,
+    Options,
+    Synthesizer,
+    Trainer,
+)
 from harness.errors import OptionError, PluginError, UnknownComponentError
 
 KINDS: dict[str, type[Component]] = {
     "augmenter": Augmenter,
     "synthesizer": Synthesizer,
     "trainer": Trainer,
+    "benchmark": BenchmarkSource,
 }
 
 

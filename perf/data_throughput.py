@@ -98,7 +98,7 @@ def near_copies(img: Image.Image, seed: int) -> dict[str, Image.Image]:
 
 def scores(console: Console, workers: int, every: int = 16) -> None:
     """Verification scores of planted near-copies vs all distinct phantom8 pairs."""
-    from harness.benchmark import load_phantom8
+    from cxr_harness_plugins.benchmarks.phantom8 import load_phantom8
 
     b = load_phantom8()
     images = [s.image for s in b.train + b.val + b.test]

@@ -13,11 +13,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from cxr_harness_plugins.benchmarks.phantom8 import load_phantom8
 from harness.adapters import load_with_adapter, read_card
-from harness.benchmark import load_phantom8
 from harness.cli import main
 from harness.evaluation import GenerationConfig, evaluate
-from harness.modeling import PRESETS, ModelSpec
+from harness.modeling import ModelSpec
 from harness.prompts import eval_prompt
 
 pytestmark = pytest.mark.slow
@@ -73,7 +73,9 @@ def test_results_row_records_resolved_options_modules_and_params(lora_run):
     opts = row["options"]["trainer"]
     assert opts["r"] == RANK  # the explicit -o override
     assert opts["max_steps"] == STEPS
-    preset = PRESETS["tiny"].defaults_for("lora")
+    from cxr_harness_plugins.trainers.family_defaults import lora_defaults
+
+    preset = lora_defaults("lora", "tiny")
     for key in ("alpha", "lr", "batch_size", "scheduler", "warmup_ratio", "train_embeddings"):
         assert opts[key] == preset[key], key  # preset defaults where not overridden
     assert opts["finetune_vision_layers"] is True and opts["seed"] == 0

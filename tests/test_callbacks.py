@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from cxr_harness_plugins.benchmarks.phantom8 import load_phantom8
 from harness.adapters import load_with_adapter
-from harness.benchmark import load_phantom8
 from harness.components import TrainContext
 from harness.evaluation import GenerationConfig, evaluate
 from harness.modeling import ModelSpec, load_base

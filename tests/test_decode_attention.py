@@ -146,7 +146,7 @@ def test_static_generation_runs_packed_decode_steps(
 ) -> None:
     """Every one-token step of the static decoder goes through the packed branch, and answers
     equal the plain path's (the full comparison is in test_fast_eval)."""
-    from harness.benchmark import load_phantom8
+    from cxr_harness_plugins.benchmarks.phantom8 import load_phantom8
 
     model, processor = load_base(ModelSpec(), device="cpu")
     samples = load_phantom8().test[:3]
@@ -177,7 +177,7 @@ def test_static_generation_runs_packed_decode_steps(
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="compiled decoding needs a CUDA GPU")
 def test_compiled_decoding_gives_the_plain_greedy_answers_on_cuda() -> None:
     """torch.compile + CUDA graphs over the packed attention: the same greedy text (fp32)."""
-    from harness.benchmark import load_phantom8
+    from cxr_harness_plugins.benchmarks.phantom8 import load_phantom8
 
     model, processor = load_base(ModelSpec(dtype="float32"), device="cuda")
     bench = load_phantom8()

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from test_manifest import noisy, shifted, synth
 
-from harness.benchmark import load_phantom8
+from cxr_harness_plugins.benchmarks.phantom8 import load_phantom8
 from harness.data import Sample
 from harness.dedup import HashConfig, confirm, group_duplicates, image_thumbnail
 from harness.errors import OptionError

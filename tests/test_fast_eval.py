@@ -12,7 +12,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from harness.benchmark import load_phantom8
+from cxr_harness_plugins.benchmarks.phantom8 import load_phantom8
 from harness.cli import main
 from harness.errors import BackendUnavailableError, OptionError
 from harness.evaluation import GenerationConfig, generate_answers

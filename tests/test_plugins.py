@@ -34,8 +34,13 @@ def _hookspec_functions() -> dict[str, types.FunctionType]:
 SPECS = _hookspec_functions()
 
 
-def test_hook_surface_is_the_three_register_hooks():
-    assert set(SPECS) == {"register_augmenters", "register_synthesizers", "register_trainers"}
+def test_hook_surface_is_the_four_register_hooks():
+    assert set(SPECS) == {
+        "register_augmenters",
+        "register_synthesizers",
+        "register_trainers",
+        "register_benchmarks",
+    }
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
@@ -80,6 +85,10 @@ def test_each_hook_reaches_a_third_party_impl_with_a_register_callable():
         def register_trainers(self, register):
             seen["register_trainers"] = register
 
+        @hookimpl
+        def register_benchmarks(self, register):
+            seen["register_benchmarks"] = register
+
     pm = make_plugin_manager(load_entry_points=False, trace=False)
     pm.register(Recorder(), name="recorder")
     make_registry(pm)
@@ -92,6 +101,7 @@ def test_built_in_hooks_produce_components_of_every_kind():
     assert {"none", "noise_rotate"} <= set(registry.names("augmenter"))
     assert {"template"} <= set(registry.names("synthesizer"))
     assert {"base", "lora", "rslora"} <= set(registry.names("trainer"))
+    assert {"phantom8"} <= set(registry.names("benchmark"))
 
 
 def test_make_plugin_manager_is_a_factory():

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 
 import harness.runner
 import harness.tiny
+from cxr_harness_plugins.benchmarks.phantom8 import load_phantom8
 from harness.adapters import load_with_adapter, read_card
-from harness.benchmark import load_phantom8
 from harness.cli import main
 from harness.errors import HarnessError
 from harness.evaluation import GenerationConfig, evaluate

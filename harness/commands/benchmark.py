@@ -115,8 +115,9 @@ def build_cmd(
     workers,
     overwrite,
 ) -> None:
-    """Import SOURCE (folder tree, saved HF dataset, CSV/JSONL manifest or 'phantom8'),
-    de-duplicate, split group-aware and stratified, and freeze it under ROOT/NAME."""
+    """Import SOURCE (folder tree, saved HF dataset, CSV/JSONL manifest, or the name of a
+    benchmark plugin such as phantom8), de-duplicate, split group-aware and stratified, and
+    freeze it under ROOT/NAME."""
     from harness.dedup import HashConfig
     from harness.images import DEFAULT_MAX_PIXELS
     from harness.importers import import_source
@@ -192,14 +193,41 @@ def build_cmd(
 @root_option
 @workers_option
 def verify_cmd(name, root, workers) -> None:
-    """Re-hash every file of NAME: report changed, missing or extra files (exit 1 if any)."""
+    """A benchmark plugin's NAME: rebuild it and compare its fingerprint with the one the plugin
+    records. A built NAME: re-hash every file and report changed, missing or extra files. Exit 1
+    if anything differs."""
+    from harness.benchmark import check_benchmark, verify_plugin_benchmark
     from harness.manifest import verify
+    from harness.plugins import make_registry
 
     try:
-        with progress_callback() as report:
-            res = verify(name, root, workers, report)
+        registry = make_registry()
+        with console.status(f"rebuilding {name}"):
+            rebuilt = verify_plugin_benchmark(name, registry)
+        if rebuilt is None:
+            check_benchmark(name, root, registry)
+            with progress_callback() as report:
+                res = verify(name, root, workers, report)
     except HarnessError as exc:
         fail(exc)
+    if rebuilt is not None:
+        if not rebuilt.expected:
+            console.print(
+                f"[red]unverifiable:[/red] the plugin of {name} records no fingerprint "
+                f"(rebuilt: {rebuilt.rebuilt})"
+            )
+            sys.exit(1)
+        if not rebuilt.ok:
+            console.print(
+                f"[red]fingerprint mismatch:[/red] {name} rebuilds to {rebuilt.rebuilt}, its "
+                f"plugin records {rebuilt.expected} (its code or an image library changed)"
+            )
+            sys.exit(1)
+        console.print(
+            f"[green]ok:[/green] {name}: rebuilt from its plugin; fingerprint {rebuilt.rebuilt} "
+            "matches the recorded one"
+        )
+        return
     for kind, paths in (("changed", res.changed), ("missing", res.missing), ("extra", res.extra)):
         for p in paths:
             console.print(f"[red]{kind}:[/red] {p}", highlight=False)
@@ -223,17 +251,17 @@ def verify_cmd(name, root, workers) -> None:
 @workers_option
 def check_leakage_cmd(name, root, threshold, verify, workers) -> None:
     """Report near-duplicate pairs across train/val/test of NAME (exit 1 if any), by the
-    definition NAME was built with (phantom8: the build defaults)."""
-    from harness.leakage import check_leakage, check_leakage_samples
+    definition NAME was built with (a benchmark plugin's NAME: the build defaults)."""
+    from harness.benchmark import plugin_benchmark
+    from harness.dedup import HashConfig
+    from harness.leakage import check_leakage, check_leakage_samples, leakage_config
+    from harness.plugins import make_registry
 
     try:
+        with console.status(f"loading {name}"):
+            b = plugin_benchmark(name, make_registry())
         with progress_callback() as report:
-            if name == "phantom8":
-                from harness.benchmark import load_phantom8
-                from harness.dedup import HashConfig
-                from harness.leakage import leakage_config
-
-                b = load_phantom8()
+            if b is not None:
                 cfg = leakage_config({"hash": HashConfig().as_dict()}, threshold, verify)
                 splits = {"train": b.train, "val": b.val, "test": b.test}
                 res = check_leakage_samples(splits, cfg, workers, report)

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from harness.benchmark import DEFAULT_BENCHMARK
 from harness.commands import console, eval_options, fail, set_torch_threads
 from harness.errors import HarnessError, ModelError
 
@@ -20,7 +21,7 @@ from harness.errors import HarnessError, ModelError
     default=None,
     help="A saved adapter folder (from a bench run's runs/*/adapter).",
 )
-@click.option("--benchmark", default="phantom8", show_default=True)
+@click.option("--benchmark", default=DEFAULT_BENCHMARK, show_default=True)
 @click.option("--eval-batch-size", type=click.IntRange(min=1), default=None)
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=None)
 @eval_options

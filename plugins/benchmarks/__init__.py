@@ -1,0 +1,1 @@
+"""Built-in benchmarks: ``phantom8``, the embedded procedurally generated benchmark."""
