@@ -203,13 +203,13 @@ def test_timeout_is_retried(server: FakeGemini, tmp_path: Path) -> None:
     assert synth.stats["retries"] == 1 and synth.stats["failures"] == 0
 
 
-def test_malformed_response_is_counted_not_crash(server: FakeGemini, tmp_path: Path) -> None:
+def test_malformed_response_is_retried_not_crash(server: FakeGemini, tmp_path: Path) -> None:
     server.reply = lambda body, i: (200, b"{not json") if i == 0 else template_reply(body)
     synth = make(server, tmp_path, concurrency=1)
     texts = synth.synthesize(LABEL, 6, rng())
-    assert len(texts) == 6 and len(set(texts)) == 3  # pool of 3, sampled with replacement
-    assert synth.stats["failures"] == 1 and synth.stats["retries"] == 0
-    assert server.calls == 2  # malformed is not retried
+    assert len(texts) == 6 and len(set(texts)) == 6
+    assert synth.stats["failures"] == 0 and synth.stats["retries"] == 1
+    assert synth.stats["malformed"] == 1 and server.calls == 3
 
 
 def test_empty_candidates_counted_as_failure(server: FakeGemini, tmp_path: Path) -> None:
@@ -217,7 +217,7 @@ def test_empty_candidates_counted_as_failure(server: FakeGemini, tmp_path: Path)
     synth = make(server, tmp_path)
     with pytest.raises(SynthesisError):
         synth.synthesize(LABEL, 2, rng())
-    assert synth.stats["failures"] == 1
+    assert synth.stats["failures"] == 1 and synth.stats["empty"] == 6  # 1 + 5 retries
 
 
 def test_other_class_keyword_is_rejected(server: FakeGemini, tmp_path: Path) -> None:

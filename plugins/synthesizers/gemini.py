@@ -8,9 +8,11 @@ has seed ``seed + i`` and focuses on one subtype, for diversity.
 
 * Key: ``GEMINI_API_KEY`` or ``GOOGLE_API_KEY``; missing -> ``SynthesisError`` before any work.
   The key is never logged, cached, put into ``stats`` or into error messages.
-* Up to ``concurrency`` requests in flight (threads). 429, 5xx, timeouts and connection errors
-  are retried ``max_retries`` times with exponential backoff from ``retry_base_delay_s``.
-  401/403 abort with ``SynthesisError``; other failures (including malformed responses) are
+* Up to ``concurrency`` requests in flight (threads). 429, 5xx, timeouts, connection errors,
+  malformed replies (not JSON, or not shaped like a response) and empty replies (no text in any
+  candidate, e.g. blocked) are retried ``max_retries`` times with exponential backoff from
+  ``retry_base_delay_s``; each malformed or empty reply is counted in ``stats["malformed"]`` /
+  ``stats["empty"]``. 401/403 abort with ``SynthesisError``; a request that still fails is
   counted in ``stats["failures"]`` and the run goes on.
 * Cache: one JSON file per successful call in ``cache_dir``, named by the sha256 of model,
   prompt (system + request), temperature and seed, written atomically (tmp + ``os.replace``).
@@ -60,9 +62,12 @@ _TOKEN_FIELDS = {
     "total_token_count": "total_tokens",
 }
 _COUNTERS = (
-    *"requests calls retries failures cache_hits items duplicates rejected accepted".split(),
+    *"requests calls retries failures malformed empty cache_hits items duplicates".split(),
+    *"rejected accepted".split(),
     *_TOKEN_FIELDS.values(),
 )
+# What the SDK raises when a 200 reply is not JSON or not shaped like a response.
+_MALFORMED_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError)
 # httpx / httpx2 transport errors, matched by name so either client library works.
 _TRANSIENT_NAMES = frozenset(
     "TimeoutException ConnectTimeout ReadTimeout WriteTimeout PoolTimeout ConnectError "
@@ -94,6 +99,10 @@ def cache_key(model: str, prompt: str, temperature: float, seed: int) -> str:
 
 class _Abort(Exception):
     """Non-retryable configuration failure (bad key, forbidden)."""
+
+
+class _EmptyReply(Exception):
+    """A well-formed reply without text (no candidate, blocked, or blank)."""
 
 
 class GeminiSynthesizer(components.Synthesizer):
@@ -198,18 +207,23 @@ class GeminiSynthesizer(components.Synthesizer):
         )
 
     @staticmethod
-    def _retryable(exc: Exception) -> bool | None:
-        """True: retry; False: counted failure; None: abort the run."""
+    def _classify(exc: Exception) -> str:
+        """``abort`` the run, ``retry`` (transient), ``malformed`` / ``empty`` (retried and
+        counted), or ``fail`` (a counted failure, not retried)."""
         from google.genai import errors
 
         if isinstance(exc, errors.APIError):
             code = exc.code or 0
             if code in (401, 403):
-                return None
-            return code in (408, 429) or code >= 500
+                return "abort"
+            return "retry" if code in (408, 429) or code >= 500 else "fail"
+        if isinstance(exc, _EmptyReply):
+            return "empty"
         if isinstance(exc, TimeoutError | ConnectionError):
-            return True
-        return type(exc).__name__ in _TRANSIENT_NAMES
+            return "retry"
+        if type(exc).__name__ in _TRANSIENT_NAMES:
+            return "retry"
+        return "malformed" if isinstance(exc, _MALFORMED_ERRORS) else "fail"
 
     def _call(
         self, client: Any, label: str, system: str, request: str, seed: int, abort: threading.Event
@@ -226,16 +240,18 @@ class GeminiSynthesizer(components.Synthesizer):
                 )
                 text = response.text
                 if not isinstance(text, str) or not text.strip():
-                    raise ValueError("response has no text (empty or blocked candidate)")
+                    raise _EmptyReply(f"reply has no text ({_finish_reasons(response)})")
             except Exception as exc:  # classified below; a bad reply never crashes the run
-                verdict = self._retryable(exc)
+                verdict = self._classify(exc)
                 message = self._redact(f"{type(exc).__name__}: {exc}")[:500]
                 with self._lock:
                     self.stats["last_error"] = message
-                if verdict is None:
+                if verdict == "abort":
                     abort.set()
                     raise _Abort(message) from None
-                if verdict and attempt < self.options.max_retries:
+                if verdict in ("malformed", "empty"):
+                    self._count(label, verdict)
+                if verdict != "fail" and attempt < self.options.max_retries:
                     self._count(label, "retries")
                     base = self.options.retry_base_delay_s * (2**attempt)
                     time.sleep(min(self.options.retry_max_delay_s, base) * random.uniform(0.5, 1.0))
@@ -356,11 +372,21 @@ class GeminiSynthesizer(components.Synthesizer):
             per = self.stats["per_class"].get(label, {})
             raise SynthesisError(
                 f"Gemini produced no usable text for {label!r}: {per.get('failures', 0)} failed "
-                f"requests, {per.get('rejected', 0)} rejected items; last error: "
+                f"requests ({per.get('malformed', 0)} malformed and {per.get('empty', 0)} empty "
+                f"replies), {per.get('rejected', 0)} rejected items; last error: "
                 f"{self.stats['last_error'] or 'none'}."
             )
         idx = rng.choice(len(pool), size=n, replace=len(pool) < n)
         return [pool[int(i)] for i in idx]
+
+
+def _finish_reasons(response: Any) -> str:
+    """The candidates' finish reasons (e.g. SAFETY), or that there was no candidate."""
+    reasons = [
+        str(getattr(c, "finish_reason", None) or "none")
+        for c in getattr(response, "candidates", None) or []
+    ]
+    return f"finish reason {', '.join(reasons)}" if reasons else "no candidates"
 
 
 @hookimpl
