@@ -347,8 +347,15 @@ def _merge_experiment(ctx, given: dict, cli_options: dict, file: dict) -> tuple:
     metavar="KIND.NAME",
     help="Show one component's options, e.g. --options trainer.rslora.",
 )
-def plugins_cmd(show: str | None) -> None:
+@click.option(
+    "--model",
+    default="tiny",
+    show_default=True,
+    help="With --options: show the defaults that apply to this model (its family's preset).",
+)
+def plugins_cmd(show: str | None, model: str) -> None:
     """List every registered plugin component with its kind, distribution and version."""
+    from harness.modeling import ModelSpec
     from harness.plugins import make_registry
     from harness.registry import KINDS
 
@@ -362,14 +369,20 @@ def plugins_cmd(show: str | None) -> None:
     except HarnessError as exc:
         fail(exc)
     if show is not None:
+        family = ModelSpec(model=model).preset.name
+        recommended = entry.cls.model_defaults(family) if kind == "trainer" else {}
         table = Table(title=f"{kind} {name!r} options (set with -o {kind}.KEY=VALUE)")
-        for col in ("Option", "Type", "Default", "Description"):
+        for col in ("Option", "Type", f"Default for --model {model}", "Description"):
             table.add_column(col, overflow="fold")
         for key, field in entry.cls.Options.model_fields.items():
             ann = field.annotation
             type_name = (ann.__name__ if isinstance(ann, type) else str(ann)).replace("typing.", "")
-            table.add_row(key, type_name, repr(field.default), field.description or "")
-        table.caption = "A model preset (e.g. tiny) may supply other defaults; -o always wins."
+            if key in recommended and recommended[key] != field.default:
+                default = f"{recommended[key]!r} ({family} preset; own default {field.default!r})"
+            else:
+                default = repr(field.default)
+            table.add_row(key, type_name, default, field.description or "")
+        table.caption = f"Defaults as they apply to --model {model}; -o always wins."
         console.print(table)
         return
     table = Table(title="cxr-harness plugins")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +17,14 @@ DEFAULT_MODEL = TINY
 
 @dataclass(frozen=True)
 class Preset:
-    """Recommended settings for a model family; explicit ``-o`` options override them."""
+    """Image size and evaluation settings of a model family. Trainers own their recommended
+    options per family (``Trainer.model_defaults(preset.name)``)."""
 
     name: str
     min_pixels: int
     max_pixels: int
     eval_batch_size: int
     max_new_tokens: int
-    trainer_defaults: dict[str, Any] = field(default_factory=dict)
-    trainer_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def defaults_for(self, trainer: str) -> dict[str, Any]:
-        """Recommended options for one trainer: the shared defaults plus its overrides."""
-        return {**self.trainer_defaults, **self.trainer_overrides.get(trainer, {})}
 
 
 PRESETS: dict[str, Preset] = {
@@ -40,44 +35,14 @@ PRESETS: dict[str, Preset] = {
         max_pixels=112 * 112,
         eval_batch_size=32,
         max_new_tokens=48,
-        trainer_defaults={
-            "r": 32,
-            "alpha": 64,
-            "lr": 2e-3,
-            "max_steps": 600,
-            "batch_size": 8,
-            "finetune_vision_layers": True,
-            "finetune_language_layers": True,
-            "finetune_attention_modules": True,
-            "finetune_mlp_modules": True,
-            "train_embeddings": True,
-            "warmup_ratio": 0.05,
-            "scheduler": "cosine",
-        },
-        # rsLoRA scales updates by alpha/sqrt(r) (5.7x LoRA's alpha/r at r=32): at lr 2e-3 it
-        # collapsed on the tiny model (Macro-F1 0.21); 5e-4 gave 0.93-0.94.
-        trainer_overrides={"rslora": {"lr": 5e-4}},
     ),
-    # Conventional Qwen2.5-VL-3B LoRA settings (r16, lr 1e-4); 450x450 X-rays -> up to ~256 tokens.
+    # 450x450 X-rays -> up to ~256 image tokens.
     "qwen2.5-vl": Preset(
         name="qwen2.5-vl",
         min_pixels=256 * 28 * 28,
         max_pixels=256 * 28 * 28,
         eval_batch_size=16,
         max_new_tokens=160,
-        trainer_defaults={
-            "r": 16,
-            "alpha": 16,
-            "lr": 1e-4,
-            "max_steps": None,
-            "epochs": 1.0,
-            "batch_size": 2,
-            "grad_accum": 4,
-            "finetune_vision_layers": False,
-            "finetune_language_layers": True,
-            "train_embeddings": False,
-            "warmup_ratio": 0.03,
-        },
     ),
 }
 

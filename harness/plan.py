@@ -97,7 +97,7 @@ def resolve_components(
     fields = trainer_entry.cls.Options.model_fields
     trainer_opts = {
         k: v
-        for k, v in spec.model.preset.defaults_for(config.trainer).items()
+        for k, v in trainer_entry.cls.model_defaults(spec.model.preset.name).items()
         if k in fields and v is not None
     }
     if "seed" in fields:

@@ -14,9 +14,9 @@ from harness.adapters import load_with_adapter
 from harness.components import TrainContext
 from harness.evaluation import GenerationConfig, evaluate
 from harness.modeling import ModelSpec, load_base
+from harness.plan import resolve_components as _resolve_components
 from harness.plugins import make_registry
 from harness.prompts import eval_prompt
-from harness.runner import _resolve_components
 from harness.spec import BenchSpec, Configuration
 from harness.trainset import attach_texts
 

@@ -29,7 +29,7 @@ def no_model(monkeypatch):
     """Fail the test if anything tries to load a model; capture the spec that reached the run."""
     seen: dict = {}
 
-    def fake_run_bench(spec, registry, progress=None):
+    def fake_run_bench(spec, registry, progress=None, plan=None):
         seen["spec"] = spec
         raise _Reached("STOP: validation passed and run_bench was reached")
 

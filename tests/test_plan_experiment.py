@@ -95,3 +95,10 @@ def test_experiment_toml_of_a_run_reproduces_its_metrics(tmp_path: Path) -> None
 
     assert metrics(first) == metrics(second)
     assert (second / "experiment.toml").read_text() == exp.read_text()
+
+
+def test_plugins_options_show_the_defaults_that_really_apply() -> None:
+    result = CliRunner().invoke(main, ["plugins", "--options", "trainer.rslora", "--model", "tiny"])
+    assert result.exit_code == 0, result.output
+    line = next(ln for ln in result.output.splitlines() if ln.startswith("│ lr "))
+    assert "0.0005" in line  # what the tiny preset trains rslora with, not the schema's 1e-4

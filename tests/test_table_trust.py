@@ -13,8 +13,8 @@ from harness.errors import DataError, OptionError
 from harness.evaluation import score
 from harness.exports import analyse, caveats, leaderboard_markdown
 from harness.exports.compare import match_pairs
+from harness.plan import validate
 from harness.plugins import make_registry
-from harness.runner import validate
 from harness.spec import BenchSpec
 
 pytestmark = pytest.mark.usefixtures("cached_distributions")

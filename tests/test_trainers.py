@@ -22,9 +22,10 @@ from harness.cli import main
 from harness.errors import HarnessError
 from harness.evaluation import GenerationConfig, evaluate
 from harness.modeling import ModelSpec
+from harness.plan import resolve_components as _resolve_components
 from harness.plugins import make_registry
 from harness.prompts import eval_prompt
-from harness.runner import _resolve_components, run_bench
+from harness.runner import run_bench
 from harness.spec import BenchSpec, Configuration
 
 CUDA = torch.cuda.is_available()

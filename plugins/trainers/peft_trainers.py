@@ -202,6 +202,12 @@ class LoraTrainer(Trainer):
     peft_extra: dict[str, Any] = {}
     force_4bit = False
 
+    @classmethod
+    def model_defaults(cls, family: str) -> dict[str, Any]:
+        from cxr_harness_plugins.trainers.family_defaults import lora_defaults
+
+        return lora_defaults(cls.name, family)
+
     def _effective_options(self) -> LoraOptions:
         opts: LoraOptions = self.options  # type: ignore[assignment]
         if self.force_4bit and not opts.load_in_4bit:
