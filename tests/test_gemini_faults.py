@@ -4,14 +4,21 @@ silently turned into duplicated training text. Real google-genai SDK, loopback R
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import test_synth_gemini as sdk_tests
 from click.testing import CliRunner
-from test_synth_gemini import KEY, LABEL, FakeGemini, Reply, make, rng, template_reply
+from pydantic import ValidationError
+from test_synth_gemini import KEY, LABEL, FakeGemini, Reply, make, ok_body, rng, template_reply
 
+from cxr_harness_plugins.synthesizers.gemini import GeminiSynthesizer
+from cxr_harness_plugins.synthesizers.gemini_text import split_items
+from cxr_harness_plugins.synthesizers.template import TemplateSynthesizer
 from harness.cli import main
 from harness.errors import SynthesisError
 
@@ -30,6 +37,15 @@ COUNTER = {
     "empty": "empty",
     "blocked": "empty",
 }
+
+
+def synth_args(server: FakeGemini, cache: Path, label: str, n: int) -> list[str]:
+    """`harness synth` arguments for ``n`` gemini texts of ``label`` from the loopback server."""
+    return [
+        "synth", "--synthesizer", "gemini", "--classes", label, "--n", str(n),
+        "-o", f"synthesizer.base_url={server.url}", "-o", f"synthesizer.cache_dir={cache}",
+        "-o", "synthesizer.retry_base_delay_s=0.001",
+    ]  # fmt: skip
 
 
 def first_bad(kind: str, k: int = 3) -> Any:
@@ -83,11 +99,102 @@ def test_bad_replies_exhaust_retries_and_the_error_says_why(
 
 def test_cli_run_survives_one_bad_reply_and_reports_it(server: FakeGemini, tmp_path: Path) -> None:
     server.reply = first_bad("empty")
-    args = [
-        "synth", "--synthesizer", "gemini", "--classes", "Normal", "--n", "3",
-        "-o", f"synthesizer.base_url={server.url}", "-o", f"synthesizer.cache_dir={tmp_path}",
-        "-o", "synthesizer.retry_base_delay_s=0.001",
-    ]  # fmt: skip
+    args = synth_args(server, tmp_path, "Normal", 3)
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert '"empty": 1' in result.output and '"retries": 1' in result.output
+
+
+# ---- too few distinct texts: a warning, or with min_unique an error ---------------------------
+
+
+def test_short_pool_warns_naming_the_class_and_counts(
+    server: FakeGemini, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    synth = make(server, tmp_path, total_per_class=3)  # one call, 3 texts, 6 needed
+    texts = synth.synthesize(LABEL, 6, rng())
+    assert len(texts) == 6 and len(set(texts)) == 3
+    (warning,) = synth.stats["warnings"]
+    assert f"only 3 distinct texts for {LABEL!r} of the 6 needed" in warning
+    assert "repeat" in warning and "min_unique" in warning
+    assert warning in caplog.text  # logged too, so `bench` shows it on stderr
+    enough = make(server, tmp_path, total_per_class=6)
+    assert len(set(enough.synthesize(LABEL, 6, rng()))) == 6
+    assert enough.stats["warnings"] == []
+
+
+def test_min_unique_turns_a_short_pool_into_a_typed_error(server: FakeGemini, tmp_path: Path):
+    with pytest.raises(SynthesisError, match="synthesizer.min_unique=0.75") as err:
+        make(server, tmp_path, total_per_class=3, min_unique=0.75).synthesize(LABEL, 6, rng())
+    assert "3 distinct" in str(err.value) and "6 needed" in str(err.value)
+    ok = make(server, tmp_path, total_per_class=3, min_unique=0.5)  # 3 of 6 is enough
+    assert len(set(ok.synthesize(LABEL, 6, rng()))) == 3
+
+
+@pytest.mark.parametrize("bad", [0, -0.1, 1.5])
+def test_min_unique_is_a_fraction(bad: float) -> None:
+    with pytest.raises(ValidationError):
+        GeminiSynthesizer.Options(min_unique=bad)
+    field = GeminiSynthesizer.Options.model_fields["min_unique"]
+    assert field.default is None and "fraction" in field.description
+
+
+def test_record_lists_each_rejection_with_reason_and_matched_words_not_the_text(
+    server: FakeGemini, tmp_path: Path
+) -> None:
+    good = TemplateSynthesizer().synthesize(LABEL, 2, rng())
+    leaky = (
+        "A right pleural effusion is seen. There is also a small apical pneumothorax. "
+        "The costophrenic angle is blunted. Mild cardiomegaly is noted."
+    )
+    short = "Pleural fluid."
+    items = [good[0], leaky, good[1], short]
+    server.reply = lambda body, i: (200, ok_body("\n\n".join(items)))
+    synth = make(server, tmp_path, items_per_call=4)
+    synth.synthesize(LABEL, 2, rng())
+    (cache_file,) = (tmp_path / "cache").glob("*.json")
+    assert synth.stats["rejected_items"] == [
+        {
+            "label": LABEL,
+            "cache_file": cache_file.name,
+            "item": 1,
+            "reason": "keywords",
+            "matched": ["cardiomegaly", "pneumothorax"],
+            "sentences": 4,
+        },
+        {
+            "label": LABEL,
+            "cache_file": cache_file.name,
+            "item": 3,
+            "reason": "sentences",
+            "matched": [],
+            "sentences": 1,
+        },
+    ]
+    record = json.dumps(synth.stats)
+    assert leaky not in record and short not in record and KEY not in record
+    cached = split_items(json.loads(cache_file.read_text())["text"])
+    assert cached[1] == leaky and cached[3] == short  # the texts live in the cache only
+
+
+def test_cli_shows_the_short_pool_warning_and_the_rejections(server: FakeGemini, tmp_path: Path):
+    leaky = "Small apical pneumothorax. Lungs are otherwise clear. No effusion is seen here."
+    server.reply = lambda body, i: (200, ok_body(leaky))
+    args = synth_args(server, tmp_path, "Normal", 4)
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 2  # nothing usable: every text names another class
+    assert "rejected" in result.output and "pneumothorax" in result.output
+    texts = TemplateSynthesizer().synthesize("Higher_Density", 2, rng())
+    server.reply = lambda body, i: (200, ok_body("\n\n".join([*texts, leaky])))
+    args = synth_args(server, tmp_path, "Higher_Density", 4)
+    exe = Path(sys.executable).with_name("harness")
+    env = {**os.environ, "COLUMNS": "250"}
+    proc = subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    err = " ".join(proc.stderr.split())  # the warning reaches the terminal (as in `bench`)
+    assert "only 2 distinct texts for 'Higher_Density' of the 4 needed" in err
+    assert "3 of 4 requested items received" in err and KEY not in proc.stdout + proc.stderr
+    assert "rejected Higher_Density item 2 of " in proc.stdout
+    assert ".json: keywords (pneumothorax)" in proc.stdout  # where it is, why: not the text
+    result = CliRunner().invoke(main, [*args, "-o", "synthesizer.min_unique=0.9"])
+    assert result.exit_code == 2 and "synthesizer.min_unique=0.9" in result.output

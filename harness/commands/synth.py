@@ -70,8 +70,22 @@ def synth(ctx, synthesizer, options, classes, n, seed, out) -> None:
     console.print(render_audit_table(audit_texts(texts), title=f"{synthesizer} audit"))
     stats = getattr(synth_obj, "stats", None)
     if stats:
-        shown = {k: v for k, v in stats.items() if k not in ("per_class", "last_error")}
+        hidden = ("per_class", "last_error", "warnings", "rejected_items")  # warnings: logged
+        shown = {k: v for k, v in stats.items() if k not in hidden}
         console.print(f"stats: {json.dumps(shown, default=str)}")
+        _print_rejections(stats.get("rejected_items") or [])
+
+
+def _print_rejections(records: list[dict], limit: int = 10) -> None:
+    """One line per rejected text: where it is in the cache, why, and the words it matched."""
+    for r in records[:limit]:
+        words = f" ({', '.join(r['matched'])})" if r.get("matched") else ""
+        console.print(
+            f"rejected {r['label']} item {r['item']} of {r['cache_file']}: {r['reason']}{words}",
+            highlight=False,
+        )
+    if len(records) > limit:
+        console.print(f"... and {len(records) - limit} more rejected texts")
 
 
 @synth.command("audit")

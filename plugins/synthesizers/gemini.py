@@ -18,11 +18,13 @@ has seed ``seed + i`` and focuses on one subtype, for diversity.
   prompt (system + request), temperature and seed, written atomically (tmp + ``os.replace``).
   A rerun makes zero calls; an interrupted run keeps every call that finished.
 * Outputs are split into paragraphs, deduplicated and validated (3-8 sentences, no other
-  class's keywords per ``class_keywords``); rejections are counted. ``synthesize`` returns ``n``
-  texts drawn from the accepted pool with ``rng`` (with replacement only if the pool is smaller
-  than ``n``); an empty pool raises ``SynthesisError``.
-* ``stats``: requests, calls (HTTP attempts), retries, failures, cache_hits, items, duplicates,
-  rejected (by reason), accepted, token counts from ``usage_metadata``; also per class.
+  class's keywords); ``stats["rejected_items"]`` records each rejection's reason, matched words
+  and place in the cache (the text stays in the cache only). ``synthesize`` returns ``n`` texts
+  drawn from the accepted pool with ``rng``; an empty pool raises ``SynthesisError``. A pool
+  smaller than ``n`` is drawn with replacement and warned about (logged, ``stats["warnings"]``),
+  or, below ``min_unique`` (a fraction of ``n``), raises ``SynthesisError``.
+* ``stats``: requests, calls (HTTP attempts), retries, failures, malformed, empty, cache_hits,
+  items, duplicates, rejected (by reason), accepted, tokens from ``usage_metadata``; per class.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ import logging
 import math
 import os
 import random
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -45,11 +46,17 @@ import numpy as np
 from pydantic import Field
 
 from harness import components
+from harness.atomic import write_text_atomic
 from harness.errors import SynthesisError
 from harness.hookspecs import hookimpl
-from harness.synth_audit import other_class_keywords
 
-from .gemini_text import build_request, build_system_instruction, count_sentences, split_items
+from .gemini_replies import classify, reply_text
+from .gemini_text import (
+    build_request,
+    build_system_instruction,
+    rejection_summary,
+    screen_items,
+)
 from .template import keywords_by_class, load_ontology
 
 logger = logging.getLogger(__name__)
@@ -63,15 +70,8 @@ _TOKEN_FIELDS = {
 }
 _COUNTERS = (
     *"requests calls retries failures malformed empty cache_hits items duplicates".split(),
-    *"rejected accepted".split(),
+    *"items_requested rejected accepted".split(),
     *_TOKEN_FIELDS.values(),
-)
-# What the SDK raises when a 200 reply is not JSON or not shaped like a response.
-_MALFORMED_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError)
-# httpx / httpx2 transport errors, matched by name so either client library works.
-_TRANSIENT_NAMES = frozenset(
-    "TimeoutException ConnectTimeout ReadTimeout WriteTimeout PoolTimeout ConnectError "
-    "RemoteProtocolError ReadError".split()
 )
 
 
@@ -99,10 +99,6 @@ def cache_key(model: str, prompt: str, temperature: float, seed: int) -> str:
 
 class _Abort(Exception):
     """Non-retryable configuration failure (bad key, forbidden)."""
-
-
-class _EmptyReply(Exception):
-    """A well-formed reply without text (no candidate, blocked, or blank)."""
 
 
 class GeminiSynthesizer(components.Synthesizer):
@@ -136,6 +132,13 @@ class GeminiSynthesizer(components.Synthesizer):
         ontology: str | None = None
         min_item_sentences: int = Field(default=3, ge=1)
         max_item_sentences: int = Field(default=8, ge=1)
+        min_unique: float | None = Field(
+            default=None,
+            gt=0.0,
+            le=1.0,
+            description="Least fraction of a class's n texts that must be distinct (e.g. 0.9); "
+            "fewer is an error. None: fewer only warns (texts are drawn with replacement).",
+        )
 
     def __init__(self, options: components.Options | None = None) -> None:
         super().__init__(options)
@@ -145,6 +148,8 @@ class GeminiSynthesizer(components.Synthesizer):
         self.stats["rejected_reasons"] = {"sentences": 0, "keywords": 0}
         self.stats["per_class"] = {}
         self.stats["last_error"] = None
+        self.stats["warnings"] = []
+        self.stats["rejected_items"] = []
         self._lock = threading.Lock()
         self._key: str | None = None
 
@@ -170,15 +175,7 @@ class GeminiSynthesizer(components.Synthesizer):
         return data.get("text") if isinstance(data, dict) else None
 
     def _cache_put(self, key: str, record: dict[str, Any]) -> None:
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(record, fh, ensure_ascii=False, indent=1)
-            os.replace(tmp, self._cache_path(key))
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_text_atomic(self._cache_path(key), json.dumps(record, ensure_ascii=False, indent=1))
 
     # -- calls -------------------------------------------------------------------------------
     def _client(self) -> Any:
@@ -206,25 +203,6 @@ class GeminiSynthesizer(components.Synthesizer):
             thinking_config=thinking,
         )
 
-    @staticmethod
-    def _classify(exc: Exception) -> str:
-        """``abort`` the run, ``retry`` (transient), ``malformed`` / ``empty`` (retried and
-        counted), or ``fail`` (a counted failure, not retried)."""
-        from google.genai import errors
-
-        if isinstance(exc, errors.APIError):
-            code = exc.code or 0
-            if code in (401, 403):
-                return "abort"
-            return "retry" if code in (408, 429) or code >= 500 else "fail"
-        if isinstance(exc, _EmptyReply):
-            return "empty"
-        if isinstance(exc, TimeoutError | ConnectionError):
-            return "retry"
-        if type(exc).__name__ in _TRANSIENT_NAMES:
-            return "retry"
-        return "malformed" if isinstance(exc, _MALFORMED_ERRORS) else "fail"
-
     def _call(
         self, client: Any, label: str, system: str, request: str, seed: int, abort: threading.Event
     ) -> str | None:
@@ -238,14 +216,13 @@ class GeminiSynthesizer(components.Synthesizer):
                 response = client.models.generate_content(
                     model=self.options.model, contents=request, config=config
                 )
-                text = response.text
-                if not isinstance(text, str) or not text.strip():
-                    raise _EmptyReply(f"reply has no text ({_finish_reasons(response)})")
+                text = reply_text(response)
             except Exception as exc:  # classified below; a bad reply never crashes the run
-                verdict = self._classify(exc)
+                verdict = classify(exc)
                 message = self._redact(f"{type(exc).__name__}: {exc}")[:500]
                 with self._lock:
                     self.stats["last_error"] = message
+                    self.stats["per_class"].setdefault(label, {})["last_error"] = message
                 if verdict == "abort":
                     abort.set()
                     raise _Abort(message) from None
@@ -282,6 +259,7 @@ class GeminiSynthesizer(components.Synthesizer):
             key = cache_key(opts.model, f"{system}\n\n{request}", opts.temperature, seed)
             jobs.append((key, request, seed))
         self._count(label, "requests", len(jobs))
+        self._count(label, "items_requested", len(jobs) * per_call)
 
         texts: dict[str, str] = {}
         missing = []
@@ -330,33 +308,23 @@ class GeminiSynthesizer(components.Synthesizer):
                     f"Cannot write the gemini cache in {self.cache_dir}: {exc}"
                 ) from None
 
-        return self._validate(label, [texts[k] for k, _, _ in jobs if k in texts])
+        return self._validate(
+            label, [(self._cache_path(k).name, texts[k]) for k, _, _ in jobs if k in texts]
+        )
 
-    def _validate(self, label: str, responses: list[str]) -> list[str]:
+    def _validate(self, label: str, responses: list[tuple[str, str]]) -> list[str]:
         kws = keywords_by_class(self.ontology)
-        lo, hi = self.options.min_item_sentences, self.options.max_item_sentences
-        accepted: list[str] = []
-        seen: set[str] = set()
-        for item in (it for text in responses for it in split_items(text)):
-            self._count(label, "items")
-            norm = item.casefold()
-            if norm in seen:
-                self._count(label, "duplicates")
-                continue
-            seen.add(norm)
-            reason = None
-            if not lo <= count_sentences(item) <= hi:
-                reason = "sentences"
-            elif other_class_keywords(item, label, kws):
-                reason = "keywords"
-            if reason:
-                self._count(label, "rejected")
-                with self._lock:
-                    self.stats["rejected_reasons"][reason] += 1
-                continue
-            accepted.append(item)
-        self._count(label, "accepted", len(accepted))
-        return accepted
+        bounds = (self.options.min_item_sentences, self.options.max_item_sentences)
+        screened = screen_items(responses, label, kws, bounds)
+        self._count(label, "items", screened.items)
+        self._count(label, "duplicates", screened.duplicates)
+        self._count(label, "rejected", len(screened.rejected))
+        self._count(label, "accepted", len(screened.accepted))
+        with self._lock:
+            for record in screened.rejected:
+                self.stats["rejected_reasons"][record["reason"]] += 1
+            self.stats["rejected_items"].extend(screened.rejected)
+        return screened.accepted
 
     def check_classes(self, classes: Sequence[str]) -> None:
         """Every benchmark class needs an ontology entry (SynthesisError names the first gap)."""
@@ -369,24 +337,44 @@ class GeminiSynthesizer(components.Synthesizer):
             return []
         pool = self.generate_pool(label, self.options.total_per_class or n)
         if not pool:
-            per = self.stats["per_class"].get(label, {})
-            raise SynthesisError(
-                f"Gemini produced no usable text for {label!r}: {per.get('failures', 0)} failed "
-                f"requests ({per.get('malformed', 0)} malformed and {per.get('empty', 0)} empty "
-                f"replies), {per.get('rejected', 0)} rejected items; last error: "
-                f"{self.stats['last_error'] or 'none'}."
-            )
+            why = self._why(label)
+            raise SynthesisError(f"Gemini produced no usable text for {label!r}: {why}")
+        if len(pool) < n:
+            self._short_pool(label, len(pool), n)
         idx = rng.choice(len(pool), size=n, replace=len(pool) < n)
         return [pool[int(i)] for i in idx]
 
+    def _why(self, label: str) -> str:
+        """What became of ``label``'s requests and items (no text, no key)."""
+        per = self.stats["per_class"].get(label, {})
+        rejected = rejection_summary(self.stats["rejected_items"], label)
+        return (
+            f"{per.get('items', 0)} of {per.get('items_requested', 0)} requested items received, "
+            f"{per.get('failures', 0)} failed requests ({per.get('malformed', 0)} malformed and "
+            f"{per.get('empty', 0)} empty replies), {per.get('rejected', 0)} rejected "
+            f"items{rejected}, {per.get('duplicates', 0)} repeated; last error: "
+            f"{per.get('last_error') or 'none'}."
+        )
 
-def _finish_reasons(response: Any) -> str:
-    """The candidates' finish reasons (e.g. SAFETY), or that there was no candidate."""
-    reasons = [
-        str(getattr(c, "finish_reason", None) or "none")
-        for c in getattr(response, "candidates", None) or []
-    ]
-    return f"finish reason {', '.join(reasons)}" if reasons else "no candidates"
+    def _short_pool(self, label: str, unique: int, n: int) -> None:
+        """Fewer distinct texts than needed: an error below ``min_unique``, else a warning."""
+        message = (
+            f"gemini: only {unique} distinct texts for {label!r} of the {n} needed "
+            f"({unique / n:.0%}): {self._why(label)}"
+        )
+        floor = self.options.min_unique
+        if floor is not None and unique < floor * n:
+            raise SynthesisError(
+                f"{message} This is below synthesizer.min_unique={floor}: raise "
+                "synthesizer.total_per_class or lower min_unique."
+            )
+        message += (
+            " The texts repeat in training: raise synthesizer.total_per_class, or set "
+            "synthesizer.min_unique to make this an error."
+        )
+        with self._lock:
+            self.stats["warnings"].append(message)
+        logger.warning("%s", message)
 
 
 @hookimpl

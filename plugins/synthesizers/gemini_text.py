@@ -1,9 +1,15 @@
 """The texts the ``gemini`` synthesizer sends and parses: its system instruction and requests,
-both built from the ontology alone, and the splitting of a response into single reports."""
+both built from the ontology alone, the splitting of a response into single reports, and their
+screening (repeats, length, other classes' words)."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.synth_audit import other_class_keywords
 
 from .template import ClassEntry, Ontology, keywords_by_class
 
@@ -67,3 +73,71 @@ def build_request(entry: ClassEntry, index: int, items: int) -> str:
         f"Batch {index + 1}: write {items} reports for {entry.group}, emphasising {focus}.{where} "
         "Make each report read differently from the others."
     )
+
+
+@dataclass
+class Screened:
+    """The items of a class's responses after de-duplication and validation."""
+
+    accepted: list[str] = field(default_factory=list)
+    items: int = 0
+    duplicates: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)  # no text: see cache_file
+
+
+def screen_items(
+    responses: Sequence[tuple[str, str]],
+    label: str,
+    keywords: Mapping[str, Iterable[str]],
+    sentences: tuple[int, int],
+) -> Screened:
+    """Split each ``(cache_file, text)`` response into items, drop repeats, and reject items
+    outside ``sentences`` (min, max) or naming another class's ``keywords``.
+
+    Each rejection is recorded as ``{label, cache_file, item, reason, matched, sentences}``:
+    where the text is (item index in that cached response), never the text itself.
+    """
+    out = Screened()
+    seen: set[str] = set()
+    lo, hi = sentences
+    for cache_file, text in responses:
+        for index, item in enumerate(split_items(text)):
+            out.items += 1
+            norm = item.casefold()
+            if norm in seen:
+                out.duplicates += 1
+                continue
+            seen.add(norm)
+            n_sentences = count_sentences(item)
+            matched = other_class_keywords(item, label, keywords)
+            reason = "sentences" if not lo <= n_sentences <= hi else "keywords" if matched else ""
+            if not reason:
+                out.accepted.append(item)
+                continue
+            out.rejected.append(
+                {
+                    "label": label,
+                    "cache_file": cache_file,
+                    "item": index,
+                    "reason": reason,
+                    "matched": matched,
+                    "sentences": n_sentences,
+                }
+            )
+    return out
+
+
+def rejection_summary(records: Iterable[Mapping[str, Any]], label: str) -> str:
+    """`` (keywords: 3, naming pneumothorax; sentences: 2)``: ``label``'s rejections, or ``""``."""
+    words: dict[str, set[str]] = {}
+    counts: dict[str, int] = {}
+    for record in records:
+        if record["label"] == label:
+            words.setdefault(record["reason"], set()).update(record["matched"])
+            counts[record["reason"]] = counts.get(record["reason"], 0) + 1
+    parts = [
+        f"{reason}: {counts[reason]}"
+        + (f", naming {', '.join(sorted(named))}" if named and reason == "keywords" else "")
+        for reason, named in sorted(words.items())
+    ]
+    return f" ({'; '.join(parts)})" if parts else ""
