@@ -122,9 +122,12 @@ def import_folder(
     if not root.is_dir():
         raise DataError(f"{root}: not a folder")
     result = ImportResult(kind="folder", source=str(root))
+    real_root = root.resolve()
     unknown = []
     for entry in sorted(root.iterdir()):
         rel = entry.relative_to(root).as_posix()
+        if _skip_link(entry, root, real_root, result):
+            continue
         if entry.is_file():
             result.skipped.append(Skipped(rel, "outside-class-folder"))
             continue
@@ -132,7 +135,8 @@ def import_folder(
         if label is None:
             unknown.append(entry.name)
             continue
-        files = sorted(p for p in entry.rglob("*") if p.is_file())
+        found = sorted(p for p in entry.rglob("*") if p.is_file() or p.is_symlink())
+        files = [p for p in found if not _skip_link(p, root, real_root, result) and p.is_file()]
         reports = {p.with_suffix(""): p for p in files if p.suffix.lower() in REPORT_SUFFIXES}
         images = [p for p in files if p.suffix.lower() not in REPORT_SUFFIXES]
         stems = {p.with_suffix("") for p in images}
@@ -164,6 +168,26 @@ def import_folder(
             "or pass --map 'FOLDER=LABEL'"
         )
     return result
+
+
+def _skip_link(path: Path, root: Path, real_root: Path, result: ImportResult) -> bool:
+    """Skip (and list) a path that leads out of the source tree or nowhere; never read it.
+
+    Symlinks whose target lies inside the source are followed like any file or folder.
+    """
+    rel = path.relative_to(root).as_posix()
+    try:
+        target = path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
+        result.skipped.append(Skipped(rel, "broken-symlink", "symlink loop"))
+        return True
+    if not target.is_relative_to(real_root):
+        result.skipped.append(Skipped(rel, "symlink-outside-source", f"points to {target}"))
+        return True
+    if path.is_symlink() and not path.exists():
+        result.skipped.append(Skipped(rel, "broken-symlink", f"points to {target}"))
+        return True
+    return False
 
 
 def import_hf(
