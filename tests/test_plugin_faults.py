@@ -25,7 +25,7 @@ from harness.plugins import (
     make_plugin_manager,
     make_registry,
 )
-from harness.spec import Configuration
+from harness.spec import BenchSpec
 
 HERE = Path(__file__).resolve().parent
 GOOD_PLUGIN = """
@@ -169,12 +169,8 @@ def test_component_provenance_lists_distribution_version_and_module(tmp_path, on
         make_distribution(tmp_path / "site", "cxr-shade", "2.1.0", "cxr_shade_mod", GOOD_PLUGIN)
     )
     registry = make_registry(make_plugin_manager(trace=False))
-    configs = [
-        Configuration("base", "none", "template", 0),
-        Configuration("lora", "fault_test_shade", "template", 0),
-        Configuration("lora", "fault_test_shade", "template", 1),
-    ]
-    got = registry.provenance(configs)
+    spec = BenchSpec(trainers=("lora",), augmenters=("fault_test_shade",), seeds=(0, 1))
+    got = registry.provenance(spec.configurations())  # base + lora on two seeds
     from harness import __version__
 
     assert got == [
