@@ -30,12 +30,18 @@ def update_card(adapter_dir: Path, **fields: Any) -> None:
     write_text_atomic(adapter_dir / CARD, json.dumps(card, indent=2, default=str) + "\n")
 
 
+def check_adapter_dir(adapter_dir: Path) -> None:
+    """A typed error naming the folder when it is not a saved adapter."""
+    if not (adapter_dir / "adapter_config.json").is_file():
+        what = "does not exist" if not adapter_dir.exists() else "has no adapter_config.json"
+        raise ModelError(f"--adapter {str(adapter_dir)!r} {what}")
+
+
 def load_with_adapter(spec: ModelSpec, adapter_dir: Path) -> tuple[Any, Any]:
     """Base model + a saved PEFT adapter, ready to evaluate."""
     from peft import PeftModel
 
-    if not (adapter_dir / "adapter_config.json").is_file():
-        raise ModelError(f"--adapter {str(adapter_dir)!r}: no adapter_config.json there")
+    check_adapter_dir(adapter_dir)
     model, processor = load_base(spec)
     model = PeftModel.from_pretrained(model, str(adapter_dir))
     model.eval()

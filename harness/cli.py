@@ -8,39 +8,13 @@ import warnings
 from pathlib import Path
 
 import click
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 
 from harness.benchmark import DEFAULT_BENCHMARK
 from harness.commands import console, err_console, eval_options, fail, set_torch_threads
+from harness.commands.progress import RichProgress, progress_columns
 from harness.errors import HarnessError
-
-
-class RichTask:
-    def __init__(self, progress: Progress, task_id: int) -> None:
-        self.progress, self.task_id = progress, task_id
-
-    def advance(self, n: int = 1) -> None:
-        self.progress.advance(self.task_id, n)
-
-    def update(self, completed: int, total: int | None = None) -> None:
-        self.progress.update(self.task_id, completed=completed, total=total)
-
-    def finish(self) -> None:
-        task = self.progress.tasks[self.task_id]
-        self.progress.update(self.task_id, completed=task.total or task.completed)
-
-
-class RichProgress:
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-
-    def start(self, description: str, total: int) -> RichTask:
-        return RichTask(self.progress, self.progress.add_task(escape(description), total=total))
-
-    def note(self, message: str) -> None:
-        self.progress.console.print(f"[dim]{escape(message)}[/dim]")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -263,13 +237,7 @@ def bench(
 
             print_plan(plan, registry)
             return
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-        )
-        with Progress(*columns, console=console, transient=False) as progress:
+        with Progress(*progress_columns(), console=console, transient=False) as progress:
             result = run_bench(spec, registry, RichProgress(progress), plan)
     except HarnessError as exc:
         fail(exc)

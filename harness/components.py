@@ -106,6 +106,10 @@ class TrainResult:
 class Trainer(Component):
     """Turns a base model spec and a training set into an evaluable model."""
 
+    # False for a trainer that only loads a model (``base``, ``adapter``): its configuration
+    # has no augmenter, synthesizer or seed in its id, and no train set is built for it.
+    trains: ClassVar[bool] = True
+
     @classmethod
     def model_defaults(cls, family: str) -> dict[str, Any]:
         """Recommended options for a model family (a preset name such as ``tiny`` or

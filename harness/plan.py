@@ -35,7 +35,7 @@ class PlannedConfig:
     def names(self) -> dict[str, str]:
         c = self.config
         names = {"trainer": c.trainer}
-        if c.trainer != "base":
+        if c.trains:
             names.update(augmenter=c.augmenter, synthesizer=c.synthesizer)
         return names
 
@@ -54,11 +54,19 @@ def make_plan(spec: BenchSpec, registry: Registry) -> Plan:
     """Validate the spec and resolve every configuration once; raises typed errors."""
     validate(spec, registry)
     configs = tuple(
-        PlannedConfig(c, resolve_components(spec, registry, c)) for c in spec.configurations()
+        PlannedConfig(c, resolve_components(spec, registry, c))
+        for c in spec.configurations(fixed_trainers(spec, registry))
     )
     for planned in configs:
         planned.trainer.preflight()
     return Plan(spec, generation_config(spec), configs)
+
+
+def fixed_trainers(spec: BenchSpec, registry: Registry) -> frozenset[str]:
+    """The spec's trainers that only load a model (``Trainer.trains`` is false)."""
+    return frozenset(
+        {"base"} | {t for t in spec.trainers if not registry.get("trainer", t).cls.trains}
+    )
 
 
 def check_classes(plan: Plan, bench: Benchmark) -> None:
@@ -103,14 +111,14 @@ def resolve_components(
     if "seed" in fields:
         trainer_opts["seed"] = config.seed
     user = spec.options.get("trainer", {})
-    if config.trainer == "base":  # the reference row takes only options it declares
+    if not config.trains:  # a row that only loads a model takes only options it declares
         user = {k: v for k, v in user.items() if k in fields}
     trainer_opts.update({k: v for k, v in user.items() if k != "seed"})
     trainer_opts.update(spec.component_options.get("trainer", {}).get(config.trainer, {}))
     comps: dict[str, Component] = {
         "trainer": registry.create("trainer", config.trainer, trainer_opts)
     }
-    if config.trainer != "base":
+    if config.trains:
         for kind, name in (("augmenter", config.augmenter), ("synthesizer", config.synthesizer)):
             opts = {
                 **spec.options.get(kind, {}),
@@ -166,11 +174,11 @@ def check_declared_options(spec: BenchSpec, registry: Registry) -> None:
     for kind, tables in spec.component_options.items():
         if kind == "trainer" and any("seed" in t for t in tables.values()):
             raise OptionError("options.trainer.NAME.seed: training seeds come from `seeds`")
-    configs = spec.configurations()
+    configs = spec.configurations(fixed_trainers(spec, registry))
     names = {
         "trainer": {c.trainer for c in configs},
-        "augmenter": {c.augmenter for c in configs if c.trainer != "base"},
-        "synthesizer": {c.synthesizer for c in configs if c.trainer != "base"},
+        "augmenter": {c.augmenter for c in configs if c.trains},
+        "synthesizer": {c.synthesizer for c in configs if c.trains},
     }
     for kind, tables in spec.component_options.items():
         stray = sorted(set(tables) - names.get(kind, set()))
@@ -187,6 +195,11 @@ def check_declared_options(spec: BenchSpec, registry: Registry) -> None:
         for name in chosen:
             declared |= set(registry.get(kind, name).cls.Options.model_fields)
         unknown = sorted(set(given) - declared)
+        if unknown and not declared:
+            raise OptionError(
+                f"unknown option {kind}.{unknown[0]}: {kind} {', '.join(sorted(chosen)) or '-'} "
+                f"takes no options; did you mean to pick another {kind} with --{kind}?"
+            )
         if unknown:
             which = ", ".join(sorted(chosen)) or "none (only the base row runs)"
             raise OptionError(

@@ -90,13 +90,13 @@ class Registry:
         """Where each component the configurations use came from, once per (kind, name):
         ``[{kind, name, distribution, version, plugin}]`` sorted by kind and name.
 
-        A configuration has ``trainer``, ``augmenter`` and ``synthesizer`` names; the base row
-        (trainer ``base``) uses its trainer only, as the runner does.
+        A configuration has ``trainer``, ``augmenter`` and ``synthesizer`` names; a row whose
+        trainer does not train (``base``, ``adapter``) uses its trainer only, as the runner does.
         """
         used: set[tuple[str, str]] = set()
         for config in configurations:
             used.add(("trainer", config.trainer))
-            if config.trainer != "base":
+            if getattr(config, "trains", config.trainer != "base"):
                 used |= {("augmenter", config.augmenter), ("synthesizer", config.synthesizer)}
         out = []
         for kind, name in sorted(used):

@@ -147,7 +147,7 @@ def run_bench(
         "prompt_hash": text_hash(prompt),
         "generation": gen.as_dict(),
         "packages": package_versions(),
-        "components": registry.provenance(spec.configurations()),
+        "components": registry.provenance([p.config for p in plan.configs]),
         "git_commit": git_commit(),
         "hardware": hardware(),
         "seeds": list(spec.seeds),
@@ -246,7 +246,7 @@ def run_configuration(
     train_set = []
     synth_audit: dict[str, Any] = {}
     balance_info: dict[str, Any] | None = None
-    if config.trainer != "base":
+    if config.trains:
         task = progress.start(f"[{config.id}] build train set", 2)
         train_set = attach_texts(bench.train, comps["synthesizer"], config.seed, prompt)
         synth_audit = audit_summary(train_set)
@@ -260,7 +260,7 @@ def run_configuration(
             train_set = augment(train_set, comps["augmenter"], spec.aug_copies, config.seed)
         task.advance()
         task.finish()
-    stage = "load model" if config.trainer == "base" else "train"
+    stage = "train" if config.trains else "load model"
     train_task = progress.start(f"[{config.id}] {stage}", 1)
     workdir = out / "runs" / config.id.replace("@", "_").replace("+", "_")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -303,7 +303,7 @@ def run_configuration(
         ev = score(bench.test, answers, bench.classes)
     ev.seconds = time.perf_counter() - t0
     eval_task.finish()
-    if trained.adapter_dir is not None:
+    if trained.adapter_dir is not None and config.trains:  # never rewrite a loaded adapter's card
         update_card(
             trained.adapter_dir,
             benchmark={"name": bench.name, "fingerprint": bench.fingerprint},
@@ -314,8 +314,8 @@ def run_configuration(
     row = {
         "config_id": config.id,
         "trainer": config.trainer,
-        "augmenter": config.augmenter if config.trainer != "base" else "none",
-        "synthesizer": config.synthesizer if config.trainer != "base" else "none",
+        "augmenter": config.augmenter if config.trains else "none",
+        "synthesizer": config.synthesizer if config.trains else "none",
         "seed": config.seed,
         "options": planned.options(),
         "resolved": trained.resolved,

@@ -50,11 +50,12 @@ class Configuration:
     augmenter: str
     synthesizer: str
     seed: int
+    trains: bool = True  # False: the trainer only loads a model (base, adapter)
 
     @property
     def id(self) -> str:
-        if self.trainer == "base":
-            return "base"
+        if not self.trains:
+            return self.trainer
         return f"{self.trainer}+{self.augmenter}+{self.synthesizer}@s{self.seed}"
 
 
@@ -79,12 +80,16 @@ class BenchSpec:
     scoring: str = "generate"  # generate | likelihood (harness.evaluation)
     decoding: str = "plain"  # plain | static | compiled (generate scoring only)
 
-    def configurations(self) -> list[Configuration]:
-        """Base once (it does not train), then the cross product of everything else."""
+    def configurations(self, fixed: frozenset[str] = frozenset({"base"})) -> list[Configuration]:
+        """Base once, then each other trainer that does not train (``fixed``, e.g. ``adapter``)
+        once, then the cross product of everything else."""
         configs: list[Configuration] = []
         if self.include_base or "base" in self.trainers:
-            configs.append(Configuration("base", "none", "none", self.seeds[0]))
-        trained = [t for t in self.trainers if t != "base"]
+            configs.append(Configuration("base", "none", "none", self.seeds[0], trains=False))
+        for t in dict.fromkeys(self.trainers):
+            if t in fixed and t != "base":
+                configs.append(Configuration(t, "none", "none", self.seeds[0], trains=False))
+        trained = [t for t in self.trainers if t not in fixed]
         for t, a, s, seed in itertools.product(
             trained, self.augmenters, self.synthesizers, self.seeds
         ):

@@ -107,15 +107,36 @@ def test_trainable_params_and_target_modules_match_the_saved_adapter(lora_run):
     assert len(wrapped) == row["resolved"]["n_target_modules"]
 
 
-def test_harness_eval_reproduces_the_run_and_merge_parity_is_zero(lora_run):
+def test_harness_eval_reproduces_the_run_and_merge_parity_is_zero(lora_run, tmp_path):
     torch.set_num_threads(1)
     adapter = lora_run["row"]["adapter_dir"]
-    result = CliRunner().invoke(main, ["eval", "--adapter", adapter, "--merge-parity", "8"])
+    args = ["eval", "--adapter", adapter, "--merge-parity", "8", "--out", str(tmp_path / "e")]
+    result = CliRunner().invoke(main, args)
     text = _text(result)
     assert result.exit_code == 0, result.output[-3000:]
     assert "metrics match the run's record" in text
     assert "metrics differ" not in text
     assert "merge parity: 0 of 8 answers differ" in text
+
+
+def test_harness_eval_writes_a_run_folder_that_report_and_compare_read(lora_run, tmp_path):
+    """eval is a one-configuration plan: the same store and exports as bench."""
+    torch.set_num_threads(1)
+    adapter = lora_run["row"]["adapter_dir"]
+    first, second = tmp_path / "e1", tmp_path / "e2"
+    for out in (first, second):
+        result = CliRunner().invoke(main, ["eval", "--adapter", adapter, "--out", str(out)])
+        assert result.exit_code == 0, result.output[-3000:]
+    doc = json.loads((first / "results.json").read_text())
+    (row,) = doc["results"]
+    assert row["config_id"] == "adapter" and row["adapter_hash"] == lora_run["row"]["adapter_hash"]
+    assert row["metrics"] == lora_run["row"]["metrics"]
+    assert (first / "predictions.jsonl").is_file() and (first / "experiment.toml").is_file()
+    report = CliRunner().invoke(main, ["report", str(first), "--no-plots"])
+    assert report.exit_code == 0 and "adapter" in report.output
+    compare = CliRunner().invoke(main, ["compare", str(first), str(second)])
+    assert compare.exit_code == 0, compare.output
+    assert "+0.000" in compare.output  # the same adapter twice: Δ 0 on every metric
 
 
 def test_library_reload_gives_exactly_the_runs_metrics_and_answers(lora_run):
@@ -160,8 +181,9 @@ def test_likelihood_scoring_agrees_with_every_valid_greedy_answer(lora_run):
     assert got == answers
 
 
-def test_harness_eval_likelihood_reports_classification_only(lora_run):
+def test_harness_eval_likelihood_reports_classification_only(lora_run, tmp_path):
     adapter = lora_run["row"]["adapter_dir"]
-    result = CliRunner().invoke(main, ["eval", "--adapter", adapter, "--scoring", "likelihood"])
+    args = ["eval", "--adapter", adapter, "--scoring", "likelihood", "--out", str(tmp_path / "e")]
+    result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output[-3000:]
     assert "macro_f1" in result.output and "rouge_l" not in result.output

@@ -15,6 +15,7 @@ import harness.runner
 import harness.tiny
 from harness.cli import main
 from harness.errors import HarnessError, OptionError
+from harness.plugins import make_registry
 from harness.spec import BenchSpec, Configuration, parse_option_args
 
 pytestmark = pytest.mark.usefixtures("cached_distributions")
@@ -36,6 +37,7 @@ def no_model(monkeypatch):
     def forbid(*args, **kwargs):
         raise AssertionError("a model was loaded before the CLI validated its arguments")
 
+    make_registry()  # plugins import load_base by name: import them before it is replaced
     monkeypatch.setattr(harness.runner, "run_bench", fake_run_bench)
     monkeypatch.setattr(harness.modeling, "load_base", forbid)
     monkeypatch.setattr(harness.tiny, "ensure_tiny_base", forbid)
@@ -223,7 +225,7 @@ def test_parse_malformed(item):
 def test_configurations_base_once_then_cross_product():
     spec = BenchSpec(trainers=("lora", "rslora"), augmenters=("none", "noise_rotate"), seeds=(0, 1))
     configs = spec.configurations()
-    assert configs[0] == Configuration("base", "none", "none", 0)
+    assert configs[0] == Configuration("base", "none", "none", 0, trains=False)
     assert configs[0].id == "base"
     assert len(configs) == 1 + 2 * 2 * 1 * 2
     assert len({c.id for c in configs}) == len(configs)
@@ -235,6 +237,6 @@ def test_configurations_without_base_and_base_listed_once():
     spec = BenchSpec(trainers=("base", "lora"), include_base=True, seeds=(3, 4))
     configs = spec.configurations()
     assert [c.trainer for c in configs].count("base") == 1
-    assert configs[0] == Configuration("base", "none", "none", 3)
+    assert configs[0] == Configuration("base", "none", "none", 3, trains=False)
     only_base = BenchSpec(trainers=("base",), include_base=False).configurations()
     assert [c.id for c in only_base] == ["base"]

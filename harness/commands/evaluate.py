@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.progress import Progress
 from rich.table import Table
 
 from harness.benchmark import DEFAULT_BENCHMARK
 from harness.commands import console, eval_options, fail, set_torch_threads
-from harness.errors import HarnessError, ModelError
+from harness.errors import HarnessError
 
 
 @click.command("eval")
@@ -32,6 +33,12 @@ from harness.errors import HarnessError, ModelError
     help="CPU threads for torch (default 1 on <=2 cores).",
 )
 @click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Run folder (default: a new folder under reports/); the same outputs as bench.",
+)
+@click.option(
     "--merge-parity",
     type=click.IntRange(min=0),
     default=0,
@@ -48,80 +55,108 @@ def evaluate_cmd(
     scoring,
     decoding,
     threads,
+    out,
     merge_parity,
 ) -> None:
-    """Evaluate a model (optionally with an adapter) on a benchmark's test split."""
-    from harness.adapters import load_with_adapter, read_card
-    from harness.benchmark import load_benchmark
-    from harness.evaluation import GenerationConfig, check_decoding, evaluate
-    from harness.modeling import ModelSpec, load_base
-    from harness.prompts import eval_prompt
+    """Evaluate a model (optionally with an adapter) on a benchmark's test split.
+
+    A one-configuration plan: it writes the same run folder as `bench` (store, leaderboard,
+    results.json, predictions), which `harness report` and `harness compare` read.
+    """
+    from harness.adapters import check_adapter_dir, read_card
+    from harness.commands.progress import RichProgress, progress_columns
+    from harness.commands.report import print_leaderboard
+    from harness.exports import analyse
+    from harness.modeling import ModelSpec
+    from harness.plan import make_plan
+    from harness.plugins import make_registry
+    from harness.runner import default_out_dir, run_bench
+    from harness.spec import BenchSpec
 
     try:
         set_torch_threads(threads)
-        if adapter and not (adapter / "adapter_config.json").is_file():
-            what = "does not exist" if not adapter.exists() else "has no adapter_config.json"
-            raise ModelError(f"--adapter {str(adapter)!r} {what}")
+        if adapter:
+            check_adapter_dir(adapter)
         card = read_card(adapter) if adapter else {}
         base = card.get("base_model", {})
-        spec = ModelSpec(
+        model_spec = ModelSpec(
             model=model if model != "tiny" or not base else base.get("model", model),
             revision=revision or base.get("revision"),
             min_pixels=base.get("min_pixels"),
             max_pixels=base.get("max_pixels"),
         )
-        gen = GenerationConfig(
-            max_new_tokens=max_new_tokens
-            or card.get("generation", {}).get("max_new_tokens")
-            or spec.preset.max_new_tokens,
-            batch_size=eval_batch_size
-            or card.get("generation", {}).get("batch_size")
-            or spec.preset.eval_batch_size,
+        generation = card.get("generation", {})
+        spec = BenchSpec(
+            trainers=("adapter",) if adapter else ("base",),
+            include_base=False,
+            component_options={"trainer": {"adapter": {"path": str(adapter)}}} if adapter else {},
+            model=model_spec,
+            benchmark=benchmark,
+            out=out or default_out_dir(),
+            eval_batch_size=eval_batch_size or generation.get("batch_size"),
+            max_new_tokens=max_new_tokens or generation.get("max_new_tokens"),
             scoring=scoring,
             decoding=decoding,
         )
-        check_decoding(gen)
-        bench = load_benchmark(benchmark)
-        net, processor = load_with_adapter(spec, adapter) if adapter else load_base(spec)
-        prompt = eval_prompt(bench.classes)
-        with console.status(f"evaluating {len(bench.test)} test images"):
-            result = evaluate(net, processor, bench.test, prompt, bench.classes, gen)
-        parity = None
-        if adapter and merge_parity:
-            from harness.adapters import merge_parity as check
-
-            subset = bench.test[:merge_parity]
-            with console.status(f"merge parity on {len(subset)} images"):
-                parity = check(
-                    net, processor, [s.image for s in subset], [prompt] * len(subset), gen
-                )
+        registry = make_registry()
+        plan = make_plan(spec, registry)
+        with Progress(*progress_columns(), console=console) as progress:
+            result = run_bench(spec, registry, RichProgress(progress), plan)
+        row = result.rows[0]
+        parity = _merge_parity(spec, adapter, merge_parity) if adapter and merge_parity else None
     except HarnessError as exc:
         fail(exc)
-    table = Table(title=f"{bench.name} · fingerprint {bench.fingerprint}")
-    table.add_column("metric")
-    table.add_column("this eval", justify="right")
+    print_leaderboard(result.rows, result.provenance, analyse(result.rows, result.provenance))
+    _compare_with_card(card, row["metrics"], result.provenance["benchmark"])
+    if parity is not None:
+        console.print(f"merge parity: {parity['disagreements']} of {parity['n']} answers differ")
+    console.print(f"Run folder [bold]{result.out}[/bold] (harness report {result.out})")
+
+
+def _merge_parity(spec, adapter: Path, n: int) -> dict:
+    """Merged vs unmerged greedy answers of the adapter on the first ``n`` test images."""
+    from harness.adapters import load_with_adapter
+    from harness.adapters import merge_parity as check
+    from harness.benchmark import load_benchmark
+    from harness.plan import generation_config
+    from harness.prompts import eval_prompt
+
+    bench = load_benchmark(spec.benchmark)
+    net, processor = load_with_adapter(spec.model, adapter)
+    prompt = eval_prompt(bench.classes)
+    subset = bench.test[:n]
+    with console.status(f"merge parity on {len(subset)} images"):
+        return check(
+            net,
+            processor,
+            [s.image for s in subset],
+            [prompt] * len(subset),
+            generation_config(spec),
+        )
+
+
+def _compare_with_card(card: dict, metrics: dict, bench: dict) -> None:
+    """Say whether this evaluation reproduces the metrics the adapter's run recorded."""
     recorded = card.get("metrics", {})
-    if recorded:
-        table.add_column("recorded in card", justify="right")
-    for key, value in result.metrics.items():
-        cells = [f"{value:.4f}"]
-        if recorded:
-            cells.append(f"{recorded[key]:.4f}" if key in recorded else "–")
-        table.add_row(key, *cells)
-    console.print(table)
+    if not recorded:
+        return
     card_bench = card.get("benchmark", {})
-    if recorded and card_bench.get("fingerprint") != bench.fingerprint:
+    if card_bench.get("fingerprint") != bench.get("fingerprint"):
         console.print(
             f"[yellow]the card's values were recorded on benchmark {card_bench.get('name')} "
             f"({card_bench.get('fingerprint')}), not on this one[/yellow]"
         )
-    if recorded and card_bench.get("fingerprint") == bench.fingerprint:
-        shared = set(result.metrics) & set(recorded)
-        same = bool(shared) and all(abs(recorded[k] - result.metrics[k]) < 1e-9 for k in shared)
-        console.print(
-            "metrics match the run's record"
-            if same
-            else "[yellow]metrics differ from the run's record[/yellow]"
-        )
-    if parity is not None:
-        console.print(f"merge parity: {parity['disagreements']} of {parity['n']} answers differ")
+        return
+    table = Table(title="this evaluation vs the adapter card's record")
+    for col in ("metric", "this eval", "recorded in card"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for key, value in metrics.items():
+        table.add_row(key, f"{value:.4f}", f"{recorded[key]:.4f}" if key in recorded else "–")
+    console.print(table)
+    shared = set(metrics) & set(recorded)
+    same = bool(shared) and all(abs(recorded[k] - metrics[k]) < 1e-9 for k in shared)
+    console.print(
+        "metrics match the run's record"
+        if same
+        else "[yellow]metrics differ from the run's record[/yellow]"
+    )

@@ -1,11 +1,14 @@
-"""The ``base`` trainer: no training; evaluates the model as loaded."""
+"""Trainers that do not train: ``base`` (the model as loaded) and ``adapter`` (a saved adapter
+on its base, which is how ``harness eval --adapter`` runs as a one-configuration plan)."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-from harness.components import TrainContext, Trainer, TrainResult
+from pydantic import Field
+
+from harness.components import Options, TrainContext, Trainer, TrainResult
 from harness.data import Sample
 from harness.hookspecs import hookimpl
 from harness.modeling import ModelSpec, load_base
@@ -14,6 +17,7 @@ from harness.modeling import ModelSpec, load_base
 class BaseTrainer(Trainer):
     name = "base"
     description = "No training: the base model as loaded (the reference row)."
+    trains = False
 
     def train(
         self,
@@ -35,6 +39,65 @@ class BaseTrainer(Trainer):
         )
 
 
+class AdapterOptions(Options):
+    path: str = Field("", description="A saved adapter folder (a bench run's runs/*/adapter).")
+
+
+class AdapterTrainer(Trainer):
+    name = "adapter"
+    description = "No training: a saved PEFT adapter on its base model (harness eval --adapter)."
+    Options = AdapterOptions
+    trains = False
+
+    def preflight(self) -> None:
+        """The folder is an adapter, and its base can be loaded here the way its run did."""
+        import torch
+
+        from harness.adapters import check_adapter_dir, read_card
+        from harness.errors import BackendUnavailableError
+
+        if not self.options.path:
+            from harness.errors import OptionError
+
+            raise OptionError("trainer adapter: set the adapter folder with trainer.path=DIR")
+        path = Path(self.options.path)
+        check_adapter_dir(path)
+        card = read_card(path)
+        four_bit = (card.get("base_load") or {}).get("load_in_4bit") or (
+            card.get("resolved") or {}
+        ).get("load_in_4bit")
+        if four_bit and not torch.cuda.is_available():
+            raise BackendUnavailableError(
+                f"--adapter {str(path)!r}: its run loaded the base in 4-bit (bitsandbytes), "
+                "which needs a CUDA GPU; none is available here"
+            )
+
+    def train(
+        self,
+        model_spec: ModelSpec,
+        train_set: list[Sample],
+        val_set: list[Sample],
+        workdir: Path,
+        context: TrainContext,
+    ) -> TrainResult:
+        from harness.adapters import load_with_adapter, read_card
+
+        t0 = time.perf_counter()
+        path = Path(self.options.path)
+        model, processor = load_with_adapter(model_spec, path)
+        total = sum(p.numel() for p in model.parameters())
+        card = read_card(path)
+        return TrainResult(
+            model=model,
+            processor=processor,
+            adapter_dir=path,
+            total_params=total,
+            train_seconds=time.perf_counter() - t0,
+            resolved={"adapter": str(path), "trained_with": card.get("options", {})},
+        )
+
+
 @hookimpl
 def register_trainers(register) -> None:
     register(BaseTrainer)
+    register(AdapterTrainer)
