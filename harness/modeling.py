@@ -108,19 +108,27 @@ def torch_dtype(spec: ModelSpec) -> Any:
     return getattr(torch, spec.dtype)
 
 
-def quantization_config(spec: ModelSpec) -> Any:
-    """bitsandbytes NF4 settings for QLoRA; a typed error where CUDA or bitsandbytes is missing."""
+def four_bit_unavailable() -> str | None:
+    """Why a 4-bit (bitsandbytes) base cannot load on this machine, or None when it can."""
     import importlib.util
 
     import torch
-    from transformers import BitsAndBytesConfig
 
     if not torch.cuda.is_available():
-        raise BackendUnavailableError("4-bit loading needs a CUDA GPU; none is available here")
+        return "needs a CUDA GPU with bitsandbytes; none is available here"
     if importlib.util.find_spec("bitsandbytes") is None:
-        raise BackendUnavailableError(
-            "4-bit loading needs bitsandbytes: pip install 'cxr-harness[gpu]'"
-        )
+        return "needs bitsandbytes: pip install 'cxr-harness[gpu]'"
+    return None
+
+
+def quantization_config(spec: ModelSpec) -> Any:
+    """bitsandbytes NF4 settings for QLoRA; a typed error where CUDA or bitsandbytes is missing."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    problem = four_bit_unavailable()
+    if problem:
+        raise BackendUnavailableError(f"4-bit loading {problem}")
     dtype = torch_dtype(spec)
     return BitsAndBytesConfig(
         load_in_4bit=True,

@@ -123,7 +123,7 @@ def test_preset_defaults_and_overrides_resolve_per_trainer():
     assert _trainer_options("rslora", lr=1e-3)["lr"] == 1e-3  # -o beats the preset
     lora = _trainer_options("lora", r=8)
     assert lora["r"] == 8 and lora["alpha"] == 64 and lora["scheduler"] == "cosine"
-    assert _trainer_options("qlora")["load_in_4bit"] is False  # forced at train time only
+    assert _trainer_options("qlora")["load_in_4bit"] is True  # recorded as it runs
 
 
 def test_lora_family_is_registered():

@@ -50,11 +50,9 @@ class AdapterTrainer(Trainer):
     trains = False
 
     def preflight(self) -> None:
-        """The folder is an adapter, and its base can be loaded here the way its run did."""
-        import torch
-
-        from harness.adapters import check_adapter_dir, read_card
-        from harness.errors import BackendUnavailableError
+        """The folder is an adapter, and its base can be loaded here the way its run did
+        (a 4-bit run's base in 4-bit: CUDA and bitsandbytes)."""
+        from harness.adapters import check_adapter_dir, check_base_loadable
 
         if not self.options.path:
             from harness.errors import OptionError
@@ -62,15 +60,7 @@ class AdapterTrainer(Trainer):
             raise OptionError("trainer adapter: set the adapter folder with trainer.path=DIR")
         path = Path(self.options.path)
         check_adapter_dir(path)
-        card = read_card(path)
-        four_bit = (card.get("base_load") or {}).get("load_in_4bit") or (
-            card.get("resolved") or {}
-        ).get("load_in_4bit")
-        if four_bit and not torch.cuda.is_available():
-            raise BackendUnavailableError(
-                f"--adapter {str(path)!r}: its run loaded the base in 4-bit (bitsandbytes), "
-                "which needs a CUDA GPU; none is available here"
-            )
+        check_base_loadable(path)
 
     def train(
         self,
@@ -80,7 +70,7 @@ class AdapterTrainer(Trainer):
         workdir: Path,
         context: TrainContext,
     ) -> TrainResult:
-        from harness.adapters import load_with_adapter, read_card
+        from harness.adapters import base_load_of, load_with_adapter, read_card
 
         t0 = time.perf_counter()
         path = Path(self.options.path)
@@ -93,7 +83,11 @@ class AdapterTrainer(Trainer):
             adapter_dir=path,
             total_params=total,
             train_seconds=time.perf_counter() - t0,
-            resolved={"adapter": str(path), "trained_with": card.get("options", {})},
+            resolved={
+                "adapter": str(path),
+                "trained_with": card.get("options", {}),
+                "load_in_4bit": base_load_of(card).load_in_4bit,
+            },
         )
 
 

@@ -5,7 +5,6 @@ Loss is completion-only: prompt and image tokens are masked, only the answer is 
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
@@ -13,11 +12,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from cxr_harness_plugins.trainers.backends import (
+    adapter_dtype,
+    base_dtype,
+    check_loaded_as_asked,
+    checkpointing_on,
+    precision_flags,
+    precision_name,
+    quantization_of,
+    resolve_backend,
+)
 from harness.components import Options, TrainContext, Trainer, TrainResult
 from harness.data import Sample
-from harness.errors import BackendUnavailableError, OptionError
+from harness.errors import OptionError
 from harness.hookspecs import hookimpl
 from harness.modeling import ModelSpec, load_base
 
@@ -110,42 +119,6 @@ def matched_modules(model: Any, pattern: str | list[str]) -> list[str]:
     return [n for n in names if any(n == t or n.endswith("." + t) for t in pattern)]
 
 
-def resolve_backend(opts: LoraOptions) -> str:
-    """Pick the backend; asking for CUDA-only features without CUDA is a typed error."""
-    import importlib.util
-
-    import torch
-
-    cuda = torch.cuda.is_available()
-    if opts.load_in_4bit and not cuda:
-        raise BackendUnavailableError(
-            "trainer.load_in_4bit (4-bit / QLoRA) needs a CUDA GPU with bitsandbytes; "
-            "none is available here"
-        )
-    if opts.backend == "unsloth":
-        if not cuda:
-            raise BackendUnavailableError("trainer.backend=unsloth needs a CUDA GPU")
-        if importlib.util.find_spec("unsloth") is None:
-            raise BackendUnavailableError(
-                "trainer.backend=unsloth: unsloth is not installed (pip install 'cxr-harness[gpu]')"
-            )
-        return "unsloth"
-    if opts.backend == "auto" and cuda and importlib.util.find_spec("unsloth") is not None:
-        return "unsloth"
-    return "hf"
-
-
-def precision_flags(opts: LoraOptions) -> tuple[bool, bool]:
-    import torch
-
-    cuda = torch.cuda.is_available()
-    bf16 = opts.precision == "bf16" or (
-        opts.precision == "auto" and cuda and torch.cuda.is_bf16_supported()
-    )
-    fp16 = opts.precision == "fp16" or (opts.precision == "auto" and cuda and not bf16)
-    return bf16, fp16
-
-
 def total_steps(opts: LoraOptions, n_examples: int) -> int:
     per_epoch = math.ceil(n_examples / (opts.batch_size * opts.grad_accum))
     return opts.max_steps or max(1, math.ceil(per_epoch * opts.epochs))
@@ -193,6 +166,7 @@ class Loaded(NamedTuple):
     collate_fn: Callable[[list], dict] | None  # None: the harness's own collate_sft
     pattern: Any  # target-module regex or list, as resolved
     modules: list[str]
+    reason: str = ""  # why this backend (resolved["backend_reason"])
 
 
 class LoraTrainer(Trainer):
@@ -200,7 +174,6 @@ class LoraTrainer(Trainer):
     description = "LoRA adapters (PEFT) trained with TRL SFTTrainer, completion-only loss."
     Options = LoraOptions
     peft_extra: dict[str, Any] = {}
-    force_4bit = False
 
     @classmethod
     def model_defaults(cls, family: str) -> dict[str, Any]:
@@ -208,14 +181,9 @@ class LoraTrainer(Trainer):
 
         return lora_defaults(cls.name, family)
 
-    def _effective_options(self) -> LoraOptions:
-        opts: LoraOptions = self.options  # type: ignore[assignment]
-        if self.force_4bit and not opts.load_in_4bit:
-            opts = opts.model_copy(update={"load_in_4bit": True})
-        return opts
-
     def preflight(self) -> None:
-        resolve_backend(self._effective_options())
+        """Options the chosen backend cannot honour, then CUDA/unsloth/4-bit availability."""
+        resolve_backend(self.options, self.peft_extra)
 
     def train(
         self,
@@ -225,14 +193,16 @@ class LoraTrainer(Trainer):
         workdir: Path,
         context: TrainContext,
     ) -> TrainResult:
-        opts = self._effective_options()
-        backend = resolve_backend(opts)
-        if backend == "unsloth":
+        opts: LoraOptions = self.options  # type: ignore[assignment]
+        choice = resolve_backend(opts, self.peft_extra)
+        if choice.backend == "unsloth":
             from cxr_harness_plugins.trainers.unsloth_backend import load_unsloth
 
-            loaded = Loaded(backend, *load_unsloth(model_spec, opts, self.peft_extra))
+            parts = load_unsloth(model_spec, opts, self.peft_extra)
         else:
-            loaded = Loaded(backend, *self._load_hf(model_spec, opts))
+            parts = self._load_hf(model_spec, opts)
+        loaded = Loaded(choice.backend, *parts, reason=choice.reason)
+        check_loaded_as_asked(loaded.model, opts, choice.backend)
         return self._fit(loaded, model_spec, opts, train_set, val_set, workdir, context)
 
     def _load_hf(
@@ -280,10 +250,11 @@ class LoraTrainer(Trainer):
         from trl import SFTTrainer
 
         from cxr_harness_plugins.trainers.callbacks import EvalCallback
+        from harness.adapters import write_card
         from harness.prompts import format_answer
         from harness.sft import collate_sft
 
-        backend, model, processor, collate_fn, pattern, modules = loaded
+        backend, model, processor, collate_fn, pattern, modules, reason = loaded
 
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
@@ -352,24 +323,30 @@ class LoraTrainer(Trainer):
                 adapter_dir = None  # the gate also guards the final save
         if adapter_dir is not None:
             model.save_pretrained(str(adapter_dir), safe_serialization=True)
-        resolved = {
+        resolved = {  # what ran, read from the trained model where it can be
             "backend": backend,
-            "target_modules": pattern if isinstance(pattern, list) else {"regex": pattern},
+            "backend_reason": reason,
+            "target_modules": pattern if isinstance(pattern, list | dict) else {"regex": pattern},
             "n_target_modules": len(modules),
             "steps": steps,
             "steps_run": trainer.state.global_step,
             "peft": {k: bool(v) for k, v in self.peft_extra.items()},
-            "load_in_4bit": opts.load_in_4bit,
+            "load_in_4bit": quantization_of(model) is not None,
+            "quantization": quantization_of(model),
+            "precision": precision_name(opts),
+            "base_dtype": base_dtype(model),
+            "adapter_dtype": adapter_dtype(model),
+            "gradient_checkpointing": checkpointing_on(model),
             "callbacks": callback_summary,
         }
         if adapter_dir is not None:
-            card = {
-                "base_model": model_spec.resolved(),
-                "trainer": self.name,
-                "options": opts.model_dump(mode="json"),
-                "resolved": resolved,
-            }
-            (adapter_dir / "harness_card.json").write_text(json.dumps(card, indent=2))
+            write_card(
+                adapter_dir,
+                base_model=model_spec.resolved(),
+                trainer=self.name,
+                options=opts.model_dump(mode="json"),
+                resolved=resolved,
+            )
         return TrainResult(
             model=model,
             processor=processor,
@@ -395,10 +372,25 @@ class DoraTrainer(LoraTrainer):
     peft_extra = {"use_dora": True}
 
 
+class QLoraOptions(LoraOptions):
+    """LoRA options whose base is always 4-bit, so the recorded options say what ran."""
+
+    load_in_4bit: bool = Field(True, description="Always true: a bitsandbytes 4-bit base.")
+
+    @field_validator("load_in_4bit")
+    @classmethod
+    def _always_4bit(cls, value: bool) -> bool:
+        if not value:
+            raise ValueError(
+                "qlora always loads the base in 4-bit; for a full-precision base use trainer 'lora'"
+            )
+        return value
+
+
 class QLoraTrainer(LoraTrainer):
     name = "qlora"
     description = "LoRA on a bitsandbytes 4-bit (NF4) base; needs a CUDA GPU."
-    force_4bit = True
+    Options = QLoraOptions
 
 
 @hookimpl

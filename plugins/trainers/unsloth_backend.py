@@ -1,6 +1,7 @@
 """The Unsloth backend (CUDA only): FastVisionModel, 4-bit, "unsloth" gradient checkpointing.
 
-Imported only when ``resolve_backend`` picked it, so CPU installs never import unsloth.
+``load_unsloth`` imports unsloth only when ``resolve_backend`` picked this backend, so CPU
+installs never import it. ``unsloth_cannot_honour`` lists the options this backend would drop.
 """
 
 from __future__ import annotations
@@ -11,6 +12,45 @@ from typing import Any
 from harness.errors import BackendUnavailableError
 from harness.modeling import ModelSpec, resolve_model_path
 from harness.prompts import SYSTEM_PROMPT
+
+# PEFT flags the unsloth call below passes through; any other (DoRA, a plugin's) would be dropped.
+PASSED_PEFT_FLAGS = ("use_rslora",)
+
+
+def unsloth_cannot_honour(opts: Any, peft_extra: dict[str, Any]) -> list[str]:
+    """The options this backend would silently drop, named as the user sets them.
+
+    ``FastVisionModel.get_peft_model`` builds its LoraConfig from r, alpha, dropout, bias, the
+    target modules and use_rslora only: no DoRA, no ``modules_to_save`` (trainable embeddings).
+    """
+    dropped = [
+        "DoRA (use_dora, the 'dora' trainer)" if flag == "use_dora" else f"PEFT flag {flag}"
+        for flag, on in peft_extra.items()
+        if on and flag not in PASSED_PEFT_FLAGS
+    ]
+    if opts.train_embeddings:
+        dropped.append("trainer.train_embeddings=true")
+    return dropped
+
+
+def _check_peft_config(model: Any, opts: Any, peft_extra: dict[str, Any]) -> None:
+    """The adapter unsloth built is the one the options asked for (its versions differ)."""
+    config = model.peft_config["default"]
+    asked = {
+        "r": opts.r,
+        "lora_alpha": opts.alpha,
+        "lora_dropout": opts.dropout,
+        "bias": opts.bias,
+        "use_rslora": bool(peft_extra.get("use_rslora")),
+        "use_dora": False,
+    }
+    for key, want in asked.items():
+        got = getattr(config, key, want)
+        if got != want:
+            raise BackendUnavailableError(
+                f"trainer.backend=unsloth built an adapter with {key}={got!r}, not {want!r} "
+                "as the options ask; use trainer.backend=hf"
+            )
 
 
 def load_unsloth(
@@ -24,21 +64,26 @@ def load_unsloth(
     except Exception as exc:  # unsloth raises plain exceptions on unsupported setups
         raise BackendUnavailableError(f"trainer.backend=unsloth failed to import: {exc}") from exc
 
+    from harness.fastpath import apply_fast_paths
     from harness.processing import load_processor
-    from harness.vision_attention import patch_vision_tower
 
     lo, hi = model_spec.pixels
     path = resolve_model_path(model_spec)
     # AutoProcessor (inside Unsloth) cannot build Qwen2.5-VL's processor without torchvision and
     # falls back to the tokenizer; the harness's image-only processor replaces it.
     processor = load_processor(path, model_spec.revision, lo, hi)
+    import torch
+
+    checkpointing = "unsloth" if opts.gradient_checkpointing else False
+    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
     model, _tokenizer = FastVisionModel.from_pretrained(
         path,
         load_in_4bit=opts.load_in_4bit,
-        use_gradient_checkpointing="unsloth" if opts.gradient_checkpointing else False,
+        dtype=dtypes.get(opts.precision),  # None (auto): bf16 where supported, else fp16
+        use_gradient_checkpointing=checkpointing,
         revision=model_spec.revision,
     )
-    patch_vision_tower(model)
+    apply_fast_paths(model)
     model = FastVisionModel.get_peft_model(
         model,
         finetune_vision_layers=opts.finetune_vision_layers,
@@ -52,8 +97,14 @@ def load_unsloth(
         bias=opts.bias,
         random_state=opts.seed,
         use_rslora=bool(peft_extra.get("use_rslora")),
+        use_gradient_checkpointing=checkpointing,
     )
-    FastVisionModel.for_training(model)
+    _check_peft_config(model, opts, peft_extra)
+    FastVisionModel.for_training(model, use_gradient_checkpointing=opts.gradient_checkpointing)
+    if not opts.gradient_checkpointing:  # some unsloth versions switch it on for every module
+        for module in model.modules():
+            if getattr(module, "gradient_checkpointing", False) is True:
+                module.gradient_checkpointing = False
     collator = UnslothVisionDataCollator(
         model,
         processor,
@@ -79,4 +130,5 @@ def load_unsloth(
         return collator(rows)
 
     modules = sorted({n.rsplit(".", 2)[0] for n, _ in model.named_parameters() if "lora_A" in n})
-    return model, processor, collate, {"unsloth_groups": True}, modules
+    targets = list(opts.target_modules) if opts.target_modules else {"unsloth_groups": True}
+    return model, processor, collate, targets, modules
