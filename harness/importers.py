@@ -116,8 +116,14 @@ def import_folder(
     root: Path,
     label_map: Mapping[str, str] | None = None,
     include_encapsulated: bool = False,
+    *,
+    follow_symlinks: bool = False,
 ) -> ImportResult:
-    """One sub-folder per class (searched recursively). ``x.txt`` beside ``x.png`` is its report."""
+    """One sub-folder per class (searched recursively). ``x.txt`` beside ``x.png`` is its report.
+
+    A symlink resolving outside ``root`` is listed and never read, unless ``follow_symlinks``.
+    An unmappable folder with no files in it is listed as ``empty-folder``, not an error.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: not a folder")
@@ -126,17 +132,24 @@ def import_folder(
     unknown = []
     for entry in sorted(root.iterdir()):
         rel = entry.relative_to(root).as_posix()
-        if _skip_link(entry, root, real_root, result):
+        if _skip_link(entry, root, real_root, result, follow_symlinks):
             continue
         if entry.is_file():
             result.skipped.append(Skipped(rel, "outside-class-folder"))
             continue
         label = canonical_label(entry.name, label_map)
+        found = sorted(p for p in entry.rglob("*") if p.is_file() or p.is_symlink())
+        if label is None and not found:
+            result.skipped.append(Skipped(rel, "empty-folder", "no files; not a class name"))
+            continue
         if label is None:
             unknown.append(entry.name)
             continue
-        found = sorted(p for p in entry.rglob("*") if p.is_file() or p.is_symlink())
-        files = [p for p in found if not _skip_link(p, root, real_root, result) and p.is_file()]
+        files = [
+            p
+            for p in found
+            if not _skip_link(p, root, real_root, result, follow_symlinks) and p.is_file()
+        ]
         reports = {p.with_suffix(""): p for p in files if p.suffix.lower() in REPORT_SUFFIXES}
         images = [p for p in files if p.suffix.lower() not in REPORT_SUFFIXES]
         stems = {p.with_suffix("") for p in images}
@@ -170,10 +183,13 @@ def import_folder(
     return result
 
 
-def _skip_link(path: Path, root: Path, real_root: Path, result: ImportResult) -> bool:
+def _skip_link(
+    path: Path, root: Path, real_root: Path, result: ImportResult, follow: bool = False
+) -> bool:
     """Skip (and list) a path that leads out of the source tree or nowhere; never read it.
 
-    Symlinks whose target lies inside the source are followed like any file or folder.
+    Symlinks whose target lies inside the source (or anywhere, with ``follow``) are followed
+    like any file or folder.
     """
     rel = path.relative_to(root).as_posix()
     try:
@@ -181,7 +197,7 @@ def _skip_link(path: Path, root: Path, real_root: Path, result: ImportResult) ->
     except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
         result.skipped.append(Skipped(rel, "broken-symlink", "symlink loop"))
         return True
-    if not target.is_relative_to(real_root):
+    if not follow and not target.is_relative_to(real_root):
         result.skipped.append(Skipped(rel, "symlink-outside-source", f"points to {target}"))
         return True
     if path.is_symlink() and not path.exists():
@@ -308,6 +324,8 @@ def import_source(
     image_column: str = "image",
     text_column: str | None = "text",
     label_column: str = "__class__",
+    *,
+    follow_symlinks: bool = False,
 ) -> ImportResult:
     """Pick the importer from the source: a benchmark plugin's name (e.g. ``phantom8``), a saved
     HF dataset, a folder, a manifest."""
@@ -325,7 +343,7 @@ def import_source(
             return import_hf(
                 path, image_column, text_column, label_column, label_map, include_encapsulated
             )
-        return import_folder(path, label_map, include_encapsulated)
+        return import_folder(path, label_map, include_encapsulated, follow_symlinks=follow_symlinks)
     if path.suffix.lower() in (".csv", ".jsonl"):
         return import_manifest(path, label_map, include_encapsulated)
     raise DataError(f"{source}: expected a folder, a saved dataset, or a .csv/.jsonl manifest")

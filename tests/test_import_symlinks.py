@@ -112,3 +112,59 @@ def test_benchmark_build_lists_the_outside_symlinks_and_never_decodes_them(tree,
     assert report["skipped_by_reason"] == {"symlink-outside-source": 2}
     meta = json.loads((built / "benchmark.json").read_text())
     assert sum(sum(meta["counts"][s].values()) for s in ("train", "val", "test")) == 16
+
+
+def _build(src, *extra):
+    for folder in ("Normal", "Obstructive"):
+        for i in range(2, 8):
+            synth(300 + 10 * len(folder) + i).save(src / folder / f"{i}.png")
+    args = ["benchmark", "build", str(src), "--name", "b", "--root", str(src.parent / "built")]
+    result = CliRunner().invoke(main, [*args, "--workers", "1", *extra], catch_exceptions=False)
+    return result, " ".join(result.output.split())
+
+
+def test_follow_symlinks_imports_an_outside_image_like_a_regular_file(tree):
+    src, outside = tree
+    (src / "Normal" / "stray.png").symlink_to(outside / "stray.png")
+    res = import_folder(src, follow_symlinks=True)
+    stray = next(r for r in res.records if r.source == "Normal/stray.png")
+    assert stray.label == "Normal" and stray.read().startswith(b"\x89PNG")
+    assert not [s for s in res.skipped if s.reason == "symlink-outside-source"]
+    result, out = _build(src, "--follow-symlinks")
+    assert result.exit_code == 0, result.output
+    assert "symlink-outside-source" not in out
+    meta = json.loads((src.parent / "built" / "b" / "benchmark.json").read_text())
+    assert sum(sum(meta["counts"][s].values()) for s in ("train", "val", "test")) == 17
+
+
+def test_without_follow_symlinks_the_outside_image_stays_skipped(tree):
+    src, outside = tree
+    (src / "Normal" / "stray.png").symlink_to(outside / "stray.png")
+    result, out = _build(src)
+    assert result.exit_code == 0, result.output
+    assert "skipped symlink-outside-source: Normal/stray.png" in out
+
+
+def test_follow_symlinks_still_lists_a_dangling_symlink(tree):
+    src, outside = tree
+    (src / "Normal" / "gone.png").symlink_to(outside / "missing.png")
+    skips = _skips(import_folder(src, follow_symlinks=True))
+    assert skips["Normal/gone.png"][0] == "broken-symlink"
+
+
+def test_an_empty_unmappable_folder_is_listed_and_the_build_goes_on(tree):
+    src, _ = tree
+    (src / "misc" / "deeper").mkdir(parents=True)
+    result, out = _build(src)
+    assert result.exit_code == 0, result.output
+    assert "skipped empty-folder: misc" in out
+    assert _skips(import_folder(src))["misc"][0] == "empty-folder"
+
+
+def test_a_non_empty_unmappable_folder_is_still_an_error(tree):
+    src, _ = tree
+    (src / "misc" / "deeper").mkdir(parents=True)
+    (src / "misc" / "deeper" / "notes.txt").write_text("x")
+    result, out = _build(src)
+    assert result.exit_code == 2
+    assert "'misc'" in out and "do not map to a class" in out

@@ -60,6 +60,7 @@ def test_folder_import_reports_and_encapsulated_option(tmp_path):
 
 def test_folder_import_unknown_folder_names_it(tmp_path):
     (tmp_path / "misc").mkdir()
+    (tmp_path / "misc" / "notes.txt").write_text("not an image")  # an empty one is only listed
     with pytest.raises(DataError, match="'misc'.*--map"):
         import_folder(tmp_path)
     assert import_folder(tmp_path, {"misc": "Normal"}).empty_classes == ["misc (Normal)"]

@@ -78,6 +78,11 @@ def benchmark() -> None:
 @click.option("--verify", type=float, default=0.02, show_default=True, help=VERIFY_HELP)
 @click.option("--include-encapsulated", is_flag=True, help="Keep Encapsulated_Lesions (06).")
 @click.option(
+    "--follow-symlinks",
+    is_flag=True,
+    help="Import symlinks that resolve outside SOURCE (default: list and skip them).",
+)
+@click.option(
     "--map",
     "mapping",
     multiple=True,
@@ -107,6 +112,7 @@ def build_cmd(
     threshold,
     verify,
     include_encapsulated,
+    follow_symlinks,
     mapping,
     image_column,
     text_column,
@@ -132,7 +138,13 @@ def build_cmd(
             label_map[key.strip()] = value.strip()
         cfg = HashConfig(hash_kind, hash_size, threshold, verify)
         imported = import_source(
-            source, label_map, include_encapsulated, image_column, text_column, label_column
+            source,
+            label_map,
+            include_encapsulated,
+            image_column,
+            text_column,
+            label_column,
+            follow_symlinks=follow_symlinks,
         )
         with progress_callback() as report:
             res = build_benchmark(
