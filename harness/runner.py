@@ -23,6 +23,7 @@ from harness.evaluation import (
     generate_answers,
     score,
 )
+from harness.events import EVENTS, EventLog, LoggedProgress, where_stopped
 from harness.experiment import experiment_toml
 from harness.exports import write_all
 from harness.likelihood import label_loglikelihoods, score_likelihoods
@@ -128,6 +129,12 @@ def run_bench(
     plan = plan or make_plan(spec, registry)
     out = spec.out or default_out_dir()
     out.mkdir(parents=True, exist_ok=True)
+    stopped = where_stopped(out) if spec.resume else None
+    events = EventLog(out / EVENTS)
+    events.record("run_started", configurations=[p.config.id for p in plan.configs])
+    progress = LoggedProgress(progress, events)
+    if stopped:
+        progress.note(f"resuming: {stopped}")
     t0 = time.perf_counter()
     bench = load_benchmark(spec.benchmark)
     progress.note(
@@ -182,6 +189,7 @@ def run_bench(
     task = progress.start("render reports", 1)
     write_all(out, result.rows, result.provenance, result.baselines)
     task.finish()
+    events.record("run_finished")
     return result
 
 

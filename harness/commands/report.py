@@ -136,6 +136,15 @@ def report_cmd(
     except HarnessError as exc:
         fail(exc)
     print_leaderboard(rows, provenance, analysis, baselines)
+    from harness.events import where_stopped
+
+    stopped = where_stopped(directory)
+    if stopped:
+        console.print(
+            f"[yellow]unfinished run:[/yellow] {stopped}; continue it with harness bench ... "
+            f"--out {directory} --resume",
+            highlight=False,
+        )
     console.print(f"{len(written)} files written to [bold]{target}[/bold]")
 
 
