@@ -6,8 +6,8 @@ padded with copies of its last row, whose answers are dropped) and every prompt 
 a multiple of ``PAD_MULTIPLE`` tokens. Samples are bucketed by prompt length first, so padding
 stays small when prompts vary, and answers are returned in the input order.
 
-Decode steps run on `harness.decode_attention` (grouped-query attention packed, also when
-compiled). Padding is masked out, so greedy answers equal the plain path's (checked in fp32 on
+Decode steps run on `harness.fastpath.decode_attention` (grouped-query attention packed, also
+when compiled). Padding is masked out, so greedy answers equal the plain path's (checked in fp32 on
 the tiny model by ``tests/test_fast_eval.py``). As in the plain path, a batch stops as soon as
 every row has emitted end-of-turn (the checkpoint's generation config names it as end-of-sequence).
 """
@@ -50,8 +50,8 @@ def generate_static(
     from transformers import CompileConfig
 
     from harness.batching import prefetched
-    from harness.decode_attention import decode_attention
-    from harness.fast_pixels import encode_prompts_fast
+    from harness.fastpath.decode_attention import decode_attention
+    from harness.fastpath.fast_pixels import encode_prompts_fast
     from harness.sft import render_prompt
 
     device = next(model.parameters()).device

@@ -3,10 +3,11 @@
 For every (image, prompt) the model sees the chat prompt plus the start of the answer contract
 (``Class:``), followed, in the same forward, by every class label's remaining tokens (ended by
 the newline the contract puts after the label) as separate branches: a 4-D attention mask lets
-each branch see the prompt and itself only, and the mRoPE positions (`harness.mrope`, computed on
-the CPU in the prefetch thread) continue the prompt's, so each label is scored exactly as if it
-alone followed the prompt. No KV cache is kept. Every label gets its log-likelihood (the sum of
-its tokens' log-probabilities), kept with each prediction for ranking and calibration.
+each branch see the prompt and itself only, and the mRoPE positions (`harness.fastpath.mrope`,
+computed on the CPU in the prefetch thread) continue the prompt's, so each label is scored
+exactly as if it alone followed the prompt. No KV cache is kept. Every label gets its
+log-likelihood (the sum of its tokens' log-probabilities), kept with each prediction for ranking
+and calibration.
 
 The predicted label is chosen from the same numbers by walking the labels' token tree: at every
 point where labels part ways, take the branch whose next token is most probable. This is greedy
@@ -103,7 +104,7 @@ def label_loglikelihoods(
     """((samples, classes) label log-likelihoods, (samples,) tree-greedy label index), in order."""
 
     from harness.batching import prefetched
-    from harness.fast_pixels import encode_prompts_fast
+    from harness.fastpath.fast_pixels import encode_prompts_fast
     from harness.sft import render_prompt
 
     tokenizer = getattr(processor, "tokenizer", processor)

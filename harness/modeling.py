@@ -141,12 +141,16 @@ def quantization_config(spec: ModelSpec) -> Any:
 def load_base(
     spec: ModelSpec, device: str | None = None, load_in_4bit: bool = False
 ) -> tuple[Any, Any]:
-    """Load ``(model, processor)`` for a spec. Hub access failures name the id."""
+    """Load ``(model, processor)`` for a spec. Hub access failures name the id.
+
+    The GPU fast paths are applied where supported (`harness.fastpath.apply_fast_paths`); the
+    model keeps the record, read back with `harness.fastpath.applied_fast_paths(model)`.
+    """
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration
 
+    from harness.fastpath import apply_fast_paths
     from harness.processing import load_processor
-    from harness.vision_attention import patch_vision_tower
 
     path = resolve_model_path(spec)
     lo, hi = spec.pixels
@@ -167,7 +171,7 @@ def load_base(
     except (OSError, ValueError) as exc:
         offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
         raise ModelError(f"Could not load model {spec.model!r}{offline}: {exc}") from exc
-    patch_vision_tower(model)  # one attention call per vision layer; patch embedding as a GEMM
+    apply_fast_paths(model)  # where supported; what applied: harness.fastpath.applied_fast_paths
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if not load_in_4bit:
         model.to(device)

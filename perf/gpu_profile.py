@@ -50,7 +50,7 @@ def prefill_part(spec: dict, size: int, batch: int) -> dict:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from harness.fast_pixels import encode_prompts_fast
+    from harness.fastpath.fast_pixels import encode_prompts_fast
     from harness.labels import PHANTOM8_CLASSES
     from harness.likelihood import _score_batch, label_continuations
     from harness.modeling import ModelSpec, load_base
@@ -106,8 +106,9 @@ def decode_part(spec: dict, size: int, batch: int, new_tokens: int) -> dict:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from harness import decode_attention
     from harness.evaluation import GenerationConfig, generate_answers
+    from harness.fastpath import applied_fast_paths
+    from harness.fastpath.decode_attention import NAME
     from harness.labels import PHANTOM8_CLASSES
     from harness.modeling import ModelSpec, load_base
     from harness.prompts import eval_prompt
@@ -119,8 +120,8 @@ def decode_part(spec: dict, size: int, batch: int, new_tokens: int) -> dict:
     cfg = GenerationConfig(new_tokens, batch, decoding="compiled" if cuda else "static")
     row: dict = {"batch": batch, "new_tokens": new_tokens, "decoding": cfg.decoding}
     impl = model.config.text_config._attn_implementation
-    packed = impl == "sdpa" and not decode_attention.stock_requested()
-    row["decode_attention"] = decode_attention.NAME if packed else "stock"
+    packed = applied_fast_paths(model)["paths"]["decode_attention"]["applied"]
+    row["decode_attention"] = NAME if packed else "stock"
     row["attn_implementation"] = impl
     t0 = time.perf_counter()
     generate_answers(model, processor, images, prompts, cfg)  # compiles

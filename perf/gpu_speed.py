@@ -7,7 +7,7 @@
 Every case runs in a fresh process (its own peak memory) through the harness's own code paths.
 "Baseline" is the stock transformers vision tower (``CXR_HARNESS_VISION_ATTENTION=stock``:
 per-window attention, Conv3d patch embedding, unpadded MLP) with plain HF ``generate`` and the
-CPU image processor; "fast vision" is the harness's vision paths (`patch_vision_tower`), and the
+CPU image processor; "fast vision" is the harness's vision paths (`harness.fastpath`), and the
 static, compiled and likelihood paths make pixels on the device (``fast_pixels``). The static
 and compiled decoders pack grouped-query attention (`decode_attention`); "stock GQA" turns that
 off. Training MFU counts 2·F_lin + 3·F_attn per sample (frozen weights: forward + input
@@ -77,7 +77,8 @@ def eval_case(case: dict) -> dict:
     import torch
 
     from harness.evaluation import GenerationConfig, evaluate
-    from harness.fast_pixels import encode_prompts_fast
+    from harness.fastpath import applied_fast_paths
+    from harness.fastpath.fast_pixels import encode_prompts_fast
     from harness.labels import PHANTOM8_CLASSES
     from harness.modeling import ModelSpec, load_base
     from harness.prompts import eval_prompt
@@ -99,12 +100,14 @@ def eval_case(case: dict) -> dict:
     sync()
     secs = time.perf_counter() - t0
     row = {"images_per_s": len(data) / secs, "warmup_s": warm, "seconds": secs}
+    paths = applied_fast_paths(model)["paths"]
+    row["fast_paths"] = sorted(name for name, state in paths.items() if state["applied"])
     # the parts of one batch: preprocessing (the path this case uses), prefill (one forward)
     device = next(model.parameters()).device
     images = [s.image for s in data[:batch]]
     fast = case["scoring"] == "likelihood" or case["decoding"] != "plain"
     t0 = time.perf_counter()
-    if fast:  # pixels made on the device (harness.fast_pixels)
+    if fast:  # pixels made on the device (harness.fastpath.fast_pixels)
         inputs = encode_prompts_fast(processor, images, [prompt] * batch, device)
     else:  # the PIL image processor on the CPU
         inputs = encode_prompts(processor, images, [prompt] * batch).to(device)

@@ -11,8 +11,9 @@ import pytest
 import torch
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-import harness.decode_attention as da
+import harness.fastpath.decode_attention as da
 from harness.evaluation import GenerationConfig, generate_answers
+from harness.fastpath.compat import DECODE_ENV
 from harness.modeling import ModelSpec, load_base
 
 
@@ -121,10 +122,10 @@ def test_context_switches_only_sdpa_and_restores(monkeypatch: pytest.MonkeyPatch
     with da.decode_attention(peft) as on:  # a trained adapter is evaluated wrapped
         assert on and layer.config._attn_implementation == da.NAME
     assert text._attn_implementation == "sdpa"
-    monkeypatch.setenv(da.STOCK_ENV, "stock")
+    monkeypatch.setenv(DECODE_ENV, "stock")
     with da.decode_attention(model) as on:
         assert not on and text._attn_implementation == "sdpa"
-    monkeypatch.delenv(da.STOCK_ENV)
+    monkeypatch.delenv(DECODE_ENV)
     text._attn_implementation = "eager"
     try:
         with da.decode_attention(model) as on:

@@ -172,8 +172,8 @@ def test_likelihood_scores_do_not_depend_on_batching_or_padding() -> None:
 
 
 def test_mrope_positions_equal_the_models_rope_index() -> None:
-    from harness.fast_pixels import encode_prompts_fast
-    from harness.mrope import mrope_positions
+    from harness.fastpath.fast_pixels import encode_prompts_fast
+    from harness.fastpath.mrope import mrope_positions
     from harness.processing import load_processor
     from harness.tiny import ensure_tiny_base
 
@@ -198,7 +198,7 @@ def test_mrope_positions_equal_the_models_rope_index() -> None:
 
 
 def test_fast_pixel_encoding_equals_the_processor() -> None:
-    from harness.fast_pixels import encode_prompts_fast
+    from harness.fastpath.fast_pixels import encode_prompts_fast
     from harness.sft import encode_prompts
 
     _, processor, bench = _setup()

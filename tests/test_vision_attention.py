@@ -10,10 +10,11 @@ import torch
 from PIL import Image
 from transformers import Qwen2_5_VLForConditionalGeneration
 
+from harness.fastpath import applied_fast_paths, apply_fast_paths
+from harness.fastpath.vision_attention import patch_vision_attention, window_layout
 from harness.processing import load_processor
 from harness.tiny import ensure_tiny_base
 from harness.tiny.config import tiny_config
-from harness.vision_attention import patch_vision_attention, patch_vision_tower, window_layout
 
 
 def _images(sizes: list[int]) -> list[Image.Image]:
@@ -74,11 +75,17 @@ def test_window_layout_mixed_lengths_and_cache() -> None:
 def test_stock_environment_switch_keeps_the_stock_forward(monkeypatch) -> None:
     monkeypatch.setenv("CXR_HARNESS_VISION_ATTENTION", "stock")
     model, _, _ = _vision_io([56], 56)
-    assert patch_vision_attention(model) == 0
+    record = apply_fast_paths(model)
+    for name in ("vision_attention", "patch_embed", "vision_mlp"):
+        assert record["paths"][name] == {
+            "applied": False,
+            "reason": "CXR_HARNESS_VISION_ATTENTION=stock",
+        }
+    assert not any("forward" in vars(m) for m in model.modules())  # every class forward kept
 
 
 def test_linear_patch_embedding_matches_the_convolution() -> None:
-    from harness.patch_embed import patch_patch_embed
+    from harness.fastpath.patch_embed import patch_patch_embed
 
     model, pixels, grid = _vision_io([112, 140, 84], 56)
     embed = model.model.visual.patch_embed
@@ -102,7 +109,7 @@ def test_patch_embedding_keeps_a_wrapped_projection() -> None:
     """A LoRA layer on patch_embed.proj (explicit target_modules) is not bypassed."""
     from peft import LoraConfig, get_peft_model
 
-    from harness.patch_embed import patch_patch_embed
+    from harness.fastpath.patch_embed import patch_patch_embed
 
     model, pixels, _ = _vision_io([56], 56)
     cfg = LoraConfig(
@@ -117,10 +124,19 @@ def test_patch_embedding_keeps_a_wrapped_projection() -> None:
     assert not torch.allclose(base, ref)  # the LoRA term is really in the output
 
 
-def test_vision_tower_patch_reports_both_kinds() -> None:
+def test_fast_paths_record_every_vision_kind() -> None:
     model, _, _ = _vision_io([56], 56)
     n = config_depth(model)
-    assert patch_vision_tower(model) == {"attention": n, "patch_embed": 1, "mlp": n}
+    want = {
+        "vision_attention": {"applied": True, "modules": n},
+        "patch_embed": {"applied": True, "modules": 1},
+        "vision_mlp": {"applied": True, "modules": n},
+    }
+    paths = apply_fast_paths(model)["paths"]
+    assert {k: paths[k] for k in want} == want
+    again = apply_fast_paths(model)["paths"]  # idempotent: the same record, nothing re-patched
+    assert {k: again[k] for k in want} == want
+    assert applied_fast_paths(model)["paths"] == again
 
 
 def _odd_width_mlp():
@@ -133,7 +149,7 @@ def _odd_width_mlp():
 
 
 def test_padded_vision_mlp_matches_stock(monkeypatch) -> None:
-    from harness import vision_mlp
+    from harness.fastpath import vision_mlp
 
     monkeypatch.setattr(vision_mlp, "DEVICES", ("cuda", "cpu"))
     mlp = _odd_width_mlp().requires_grad_(False)
@@ -155,7 +171,7 @@ def test_padded_vision_mlp_matches_stock(monkeypatch) -> None:
 
 
 def test_padded_vision_mlp_keeps_stock_where_it_must(monkeypatch) -> None:
-    from harness import vision_mlp
+    from harness.fastpath import vision_mlp
 
     monkeypatch.setattr(vision_mlp, "DEVICES", ("cuda", "cpu"))
     mlp = _odd_width_mlp()  # weights that train: the stock forward, no copies

@@ -11,13 +11,13 @@ registered as the attention implementation ``"harness_sdpa"`` (with transformers
 `decode_attention(model)` switches the language model to it for the span of a compiled
 generation, then back. Anything but a one-token grouped query with a mask goes to transformers'
 own sdpa function unchanged. Outputs equal the stock path to float tolerance
-(``tests/test_decode_attention.py``). ``CXR_HARNESS_DECODE_ATTENTION=stock`` keeps the stock
-path (the perf baseline).
+(``tests/test_decode_attention.py``). The switch is gated by `harness.fastpath.compat`: it is
+not made outside the supported transformers range, and ``CXR_HARNESS_DECODE_ATTENTION=stock``
+keeps the stock path (the perf baseline).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -26,8 +26,9 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the usual alias
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+from harness.fastpath.compat import DECODE_PATH, skip_reason, text_config
+
 NAME = "harness_sdpa"
-STOCK_ENV = "CXR_HARNESS_DECODE_ATTENTION"
 
 
 def packed_decode_attention(
@@ -65,11 +66,6 @@ def packed_decode_attention(
     return out.transpose(1, 2).contiguous(), None
 
 
-def stock_requested() -> bool:
-    """True under ``CXR_HARNESS_DECODE_ATTENTION=stock``: transformers' decode attention is kept."""
-    return os.environ.get(STOCK_ENV, "").strip().lower() == "stock"
-
-
 def register() -> None:
     """Register ``"harness_sdpa"`` with transformers' attention and mask interfaces (once)."""
     from transformers import AttentionInterface
@@ -80,23 +76,19 @@ def register() -> None:
         AttentionMaskInterface.register(NAME, sdpa_mask)
 
 
-def _text_config(model: Any) -> Any:
-    config = model.config
-    return getattr(config, "text_config", None) or config
-
-
 @contextmanager
 def decode_attention(model: Any) -> Iterator[bool]:
     """Run the language model on ``"harness_sdpa"`` inside the block, where it uses sdpa.
 
-    Yields whether the switch was made (not under ``STOCK_ENV=stock``, nor for eager or flash
-    attention); the previous implementation is restored on exit, also after an error. The switch
+    Yields whether the switch was made: not where `skip_reason` gives a reason (transformers
+    outside the supported range, ``CXR_HARNESS_DECODE_ATTENTION=stock``), nor for eager or flash
+    attention. The previous implementation is restored on exit, also after an error. The switch
     is on the model's config, so it holds for every thread using that model: one generation per
     model at a time (as the harness runs them).
     """
-    config = _text_config(model)
+    config = text_config(model)
     before = getattr(config, "_attn_implementation", None)
-    if stock_requested() or before != "sdpa":
+    if skip_reason(DECODE_PATH) is not None or before != "sdpa":
         yield False
         return
     register()

@@ -64,7 +64,7 @@ def encode_prompts_fast(
     """Left-padded generation inputs like `harness.sft.encode_prompts`, pixels made on `device`.
 
     `with_positions` adds ``position_ids`` (3, rows, length), the model's mRoPE positions
-    computed on the CPU (`harness.mrope`), for callers that run the forward themselves.
+    computed on the CPU (`harness.fastpath.mrope`), for callers that run the forward themselves.
     """
     import torch
     from transformers import BatchFeature
@@ -96,7 +96,7 @@ def encode_prompts_fast(
         "image_grid_thw": torch.tensor(grids, dtype=torch.long, device=device),
     }
     if with_positions:
-        from harness.mrope import mrope_positions
+        from harness.fastpath.mrope import mrope_positions
 
         pos, _ = mrope_positions(
             batch["input_ids"],

@@ -10,9 +10,9 @@ untouched.
 
 Where something has replaced the convolution (a LoRA layer on ``patch_embed.proj`` from an explicit
 ``target_modules``, a quantized layer), the stock forward runs instead, so nothing is bypassed.
-Outputs equal the convolution to float rounding (``tests/test_vision_attention.py``). The
-environment variable ``CXR_HARNESS_VISION_ATTENTION=stock`` keeps the stock forward (the perf
-baseline), as it does for the vision attention.
+Outputs equal the convolution to float rounding (``tests/test_vision_attention.py``).
+`harness.fastpath` applies it at load unless ``CXR_HARNESS_VISION_ATTENTION=stock`` keeps the
+stock forward (the perf baseline), as it does for the vision attention.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F  # noqa: N812 - the usual alias
 
-from harness.vision_attention import patch_forwards
+from harness.fastpath.patching import patch_forwards
+
+FLAG = "_harness_linear"  # set on every patched module
 
 
 def _linear_forward(self: Any, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -37,8 +39,7 @@ def _linear_forward(self: Any, hidden_states: torch.Tensor) -> torch.Tensor:
 def patch_patch_embed(model: Any) -> int:
     """Give every Qwen2.5-VL patch embedding of `model` the matrix-product forward.
 
-    Returns how many modules were patched; idempotent. Does nothing under
-    ``CXR_HARNESS_VISION_ATTENTION=stock``.
+    Returns how many modules were patched; idempotent.
     """
     from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionPatchEmbed
 
@@ -46,5 +47,5 @@ def patch_patch_embed(model: Any) -> int:
         model.modules(),
         lambda m: isinstance(m, Qwen2_5_VisionPatchEmbed),
         _linear_forward,
-        "_harness_linear",
+        FLAG,
     )

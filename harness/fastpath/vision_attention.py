@@ -16,29 +16,24 @@ class is left alone) with one that runs a single scaled-dot-product attention ca
 The window layout is computed once per ``cu_seqlens`` tensor (one host sync per distinct tensor per
 vision forward, not per layer) and reused by every layer and by checkpoint recomputation.
 Outputs equal the stock path to float tolerance; ``tests/test_vision_attention.py`` checks
-outputs and gradients on the tiny model with uniform and mixed image sizes. Set the environment
-variable ``CXR_HARNESS_VISION_ATTENTION=stock`` to keep the stock forward (the perf baseline).
+outputs and gradients on the tiny model with uniform and mixed image sizes. `harness.fastpath`
+applies it at load unless ``CXR_HARNESS_VISION_ATTENTION=stock`` keeps the stock forward (the perf
+baseline).
 """
 
 from __future__ import annotations
 
-import os
-import types
 import weakref
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812 - the usual alias
 
+from harness.fastpath.patching import patch_forwards
+
 _CACHE_SIZE = 8
-STOCK_ENV = "CXR_HARNESS_VISION_ATTENTION"
-
-
-def stock_requested() -> bool:
-    """True under ``CXR_HARNESS_VISION_ATTENTION=stock``: every vision fast path stays off."""
-    return os.environ.get(STOCK_ENV, "").strip().lower() == "stock"
+FLAG = "_harness_batched"  # set on every patched module
 
 
 @dataclass(frozen=True)
@@ -109,26 +104,6 @@ def _batched_forward(
     return self.proj(out)
 
 
-def patch_forwards(
-    modules: Iterable[torch.nn.Module],
-    wanted: Callable[[torch.nn.Module], bool],
-    forward: Callable[..., Any],
-    flag: str,
-) -> int:
-    """Bind `forward` to each module *instance* that `wanted` accepts (the class is left alone)
-    and mark it with the attribute `flag`, so a second call skips it. Returns how many were
-    patched; none under ``STOCK_ENV=stock``. Shared by the vision tower's fast paths."""
-    if stock_requested():
-        return 0
-    patched = 0
-    for module in modules:
-        if wanted(module) and not getattr(module, flag, False):
-            setattr(module, flag, True)
-            module.forward = types.MethodType(forward, module)
-            patched += 1
-    return patched
-
-
 def patch_vision_attention(model: Any) -> int:
     """Give every Qwen2.5-VL vision attention module of `model` the batched forward.
 
@@ -142,20 +117,4 @@ def patch_vision_attention(model: Any) -> int:
             module.config._attn_implementation in ("sdpa", "eager")
         )
 
-    return patch_forwards(model.modules(), wanted, _batched_forward, "_harness_batched")
-
-
-def patch_vision_tower(model: Any) -> dict[str, int]:
-    """The vision tower's fast paths: batched window attention, the patch embedding as one GEMM
-    and the MLP padded to aligned widths (`harness.patch_embed`, `harness.vision_mlp`).
-
-    Returns how many modules of each kind were patched (all 0 under ``STOCK_ENV=stock``).
-    """
-    from harness.patch_embed import patch_patch_embed
-    from harness.vision_mlp import patch_vision_mlp
-
-    return {
-        "attention": patch_vision_attention(model),
-        "patch_embed": patch_patch_embed(model),
-        "mlp": patch_vision_mlp(model),
-    }
+    return patch_forwards(model.modules(), wanted, _batched_forward, FLAG)

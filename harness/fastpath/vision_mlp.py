@@ -13,7 +13,7 @@ them again) and cost one extra copy of the vision MLP weights (0.84 GB for the 3
 stock forward runs wherever the padding would change behaviour or cost more than it saves: a
 weight that would get a gradient here (grad enabled and ``requires_grad``), a projection that
 something has wrapped (a LoRA layer, a quantized layer), a width that is already a multiple of
-64, or a CPU. ``CXR_HARNESS_VISION_ATTENTION=stock``
+64, or a CPU. `harness.fastpath` applies it at load unless ``CXR_HARNESS_VISION_ATTENTION=stock``
 keeps the stock forward everywhere (the perf baseline).
 """
 
@@ -24,8 +24,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F  # noqa: N812 - the usual alias
 
-from harness.vision_attention import patch_forwards
+from harness.fastpath.patching import patch_forwards
 
+FLAG = "_harness_aligned"  # set on every patched module
 MULTIPLE = 64
 DEVICES = ("cuda",)  # where the padded forward runs (the tests add "cpu" to cover it)
 
@@ -81,6 +82,4 @@ def patch_vision_mlp(model: Any) -> int:
 
     towers = [m for m in model.modules() if isinstance(m, Qwen2_5_VisionTransformerPretrainedModel)]
     mlps = (m for tower in towers for m in tower.modules())
-    return patch_forwards(
-        mlps, lambda m: isinstance(m, Qwen2_5_VLMLP), _aligned_forward, "_harness_aligned"
-    )
+    return patch_forwards(mlps, lambda m: isinstance(m, Qwen2_5_VLMLP), _aligned_forward, FLAG)
