@@ -11,10 +11,10 @@ import click
 from rich.progress import Progress
 from rich.table import Table
 
-from harness.benchmark import DEFAULT_BENCHMARK
+from harness.benchmarks import DEFAULT_BENCHMARK
 from harness.commands import console, err_console, eval_options, fail, set_torch_threads
 from harness.commands.progress import RichProgress, progress_columns
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -168,7 +168,7 @@ def bench(
     dry_run,
 ) -> None:
     """Run the base and fine-tuned models on a fixed held-out benchmark and rank them."""
-    from harness.modeling import ModelSpec
+    from harness.model.loading import ModelSpec
     from harness.plan import make_plan
     from harness.plugins import make_registry
     from harness.runner import default_out_dir, run_bench
@@ -323,7 +323,7 @@ def _merge_experiment(ctx, given: dict, cli_options: dict, file: dict) -> tuple:
 )
 def plugins_cmd(show: str | None, model: str) -> None:
     """List every registered plugin component with its kind, distribution and version."""
-    from harness.modeling import ModelSpec
+    from harness.model.loading import ModelSpec
     from harness.plugins import make_registry
     from harness.registry import KINDS
 

@@ -12,9 +12,9 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
-    from harness.benchmark import Benchmark
-    from harness.data import Sample
-    from harness.modeling import ModelSpec
+    from harness.data.benchmark import Benchmark
+    from harness.data.sample import Sample
+    from harness.model.loading import ModelSpec
 
 
 class Options(BaseModel):

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
-from harness.errors import OptionError
+from harness.core.errors import OptionError
 
 if TYPE_CHECKING:
     from harness.plan import Plan

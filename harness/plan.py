@@ -6,15 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from harness.balance import parse_policy
-from harness.benchmark import Benchmark, check_benchmark
+from harness.benchmarks import check_benchmark
 from harness.components import Component
-from harness.errors import OptionError
-from harness.evaluation import GenerationConfig, check_decoding
-from harness.modeling import resolve_model_path
+from harness.core.errors import OptionError
+from harness.data.benchmark import Benchmark
+from harness.evaluation.generate import GenerationConfig, check_decoding
+from harness.model.loading import resolve_model_path
 from harness.registry import Registry
+from harness.results.store import config_key
 from harness.spec import BenchSpec, Configuration
-from harness.store import config_key
+from harness.training.balance import parse_policy
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import sys
 import pluggy
 
 from harness import hookspecs
-from harness.errors import PluginError
+from harness.core.errors import PluginError
 from harness.registry import KINDS, Registry
 
 ENTRY_POINT_GROUP = "cxr_harness"

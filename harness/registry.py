@@ -17,7 +17,7 @@ from harness.components import (
     Synthesizer,
     Trainer,
 )
-from harness.errors import OptionError, PluginError, UnknownComponentError
+from harness.core.errors import OptionError, PluginError, UnknownComponentError
 
 KINDS: dict[str, type[Component]] = {
     "augmenter": Augmenter,

@@ -11,24 +11,24 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from harness.adapters import update_card
-from harness.atomic import write_text_atomic
-from harness.balance import balance, parse_policy
-from harness.benchmark import Benchmark, load_benchmark
+from harness.benchmarks import load_benchmark
 from harness.components import TrainContext
-from harness.errors import OptionError
-from harness.evaluation import (
+from harness.core.atomic import write_text_atomic
+from harness.core.errors import OptionError
+from harness.data.benchmark import Benchmark
+from harness.evaluation.generate import (
     GenerationConfig,
     evaluate,
     generate_answers,
     score,
 )
-from harness.events import EVENTS, EventLog, LoggedProgress, where_stopped
+from harness.evaluation.likelihood import label_loglikelihoods, score_likelihoods
+from harness.evaluation.metrics import majority_baseline
 from harness.experiment import experiment_toml
 from harness.exports import write_all
-from harness.likelihood import label_loglikelihoods, score_likelihoods
-from harness.metrics import majority_baseline
-from harness.modeling import ModelSpec, model_hash, weights_hash
+from harness.model.adapters import update_card
+from harness.model.loading import ModelSpec, model_hash, weights_hash
+from harness.model.prompts import eval_prompt, text_hash
 from harness.plan import (
     Plan,
     PlannedConfig,
@@ -36,12 +36,13 @@ from harness.plan import (
     make_plan,
     resume_keys,
 )
-from harness.prompts import eval_prompt, text_hash
-from harness.provenance import chat_template_of, git_commit, hardware, package_versions
 from harness.registry import Registry
+from harness.results.events import EVENTS, EventLog, LoggedProgress, where_stopped
+from harness.results.provenance import chat_template_of, git_commit, hardware, package_versions
+from harness.results.store import ResultsStore, prediction_cache_key
 from harness.spec import BenchSpec
-from harness.store import ResultsStore, prediction_cache_key
-from harness.trainset import attach_texts, augment
+from harness.training.balance import balance, parse_policy
+from harness.training.trainset import attach_texts, augment
 
 
 class Task(Protocol):
@@ -212,7 +213,7 @@ def same_class_reference(bench: Benchmark, seed: int = 0) -> dict[str, Any]:
     """
     import numpy as np
 
-    from harness.metrics import rouge_l
+    from harness.evaluation.metrics import rouge_l
 
     by_class: dict[str, list[str]] = {}
     for s in bench.train:
@@ -229,7 +230,7 @@ def same_class_reference(bench: Benchmark, seed: int = 0) -> dict[str, Any]:
 
 def audit_summary(train_set: list) -> dict[str, Any]:
     """Audit the training texts: overall uniqueness and cross-class keyword share."""
-    from harness.synth_audit import audit_texts
+    from harness.text.audit import audit_texts
 
     texts: dict[str, list[str]] = {}
     for s in train_set:

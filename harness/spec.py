@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.benchmark import DEFAULT_BENCHMARK
-from harness.errors import OptionError
-from harness.modeling import ModelSpec
+from harness.benchmarks import DEFAULT_BENCHMARK
+from harness.core.errors import OptionError
+from harness.model.loading import ModelSpec
 
 KIND_PREFIXES = ("trainer", "augmenter", "synthesizer")
 
@@ -77,7 +77,7 @@ class BenchSpec:
     include_base: bool = True
     resume: bool = False
     balance: str | None = None  # "max", "median" or a per-class count; replaces aug_copies
-    scoring: str = "generate"  # generate | likelihood (harness.evaluation)
+    scoring: str = "generate"  # generate | likelihood (harness.evaluation.generate)
     decoding: str = "plain"  # plain | static | compiled (generate scoring only)
 
     def configurations(self, fixed: frozenset[str] = frozenset({"base"})) -> list[Configuration]:

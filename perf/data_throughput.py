@@ -22,12 +22,13 @@ from rich.progress import Progress
 from rich.table import Table
 
 from cxr_harness_plugins.augmenters.compose import Compose
-from harness.balance import augment_images
-from harness.dedup import DEFAULT_HASH, group_duplicates
-from harness.images import encode_png, parallel_map
-from harness.importers import Record
-from harness.manifest import _analyse
-from harness.near_dup import thumbnail, verify_scores
+from harness.core.pool import parallel_map
+from harness.data.dedup import DEFAULT_HASH, group_duplicates
+from harness.data.images import encode_png
+from harness.data.importers import Record
+from harness.data.manifest import _analyse
+from harness.data.near_dup import thumbnail, verify_scores
+from harness.training.balance import augment_images
 
 
 def synth(seed: int, size: int = 450) -> Image.Image:
@@ -57,7 +58,7 @@ def near_copies(img: Image.Image, seed: int) -> dict[str, Image.Image]:
     """Planted near-copies of one image: noise, shift, JPEG, brightness and combinations."""
     import io
 
-    from harness.images import decode_image
+    from harness.data.images import decode_image
 
     def jpeg(im: Image.Image, q: int) -> Image.Image:
         buf = io.BytesIO()

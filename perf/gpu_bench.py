@@ -34,10 +34,10 @@ SEED_LIKE = {
 
 
 def samples(n: int, size: int, seed: int = 0) -> list:
-    from harness.data import Sample
-    from harness.labels import PHANTOM8_CLASSES
-    from harness.phantoms import render_phantom
-    from harness.prompts import eval_prompt
+    from harness.data.labels import PHANTOM8_CLASSES
+    from harness.data.phantoms import render_phantom
+    from harness.data.sample import Sample
+    from harness.model.prompts import eval_prompt
 
     prompt = eval_prompt(PHANTOM8_CLASSES)
     out = []
@@ -134,7 +134,7 @@ def train_case(
 def eval_case(model, processor, data: list, batch: int, new_tokens: int) -> dict:
     import torch
 
-    from harness.evaluation import GenerationConfig, generate_answers
+    from harness.evaluation.generate import GenerationConfig, generate_answers
 
     cfg = GenerationConfig(max_new_tokens=new_tokens, batch_size=batch)
     images, prompts = [s.image for s in data], [s.prompt for s in data]
@@ -153,7 +153,7 @@ def run_case(case: dict) -> dict:
     """One measurement in this (fresh) process, so peak memory is this case's alone."""
     import torch
 
-    from harness.modeling import ModelSpec, load_base
+    from harness.model.loading import ModelSpec, load_base
 
     spec = ModelSpec(**case["spec"])
     data = samples(case.get("n", 64), case["size"])

@@ -50,12 +50,12 @@ def prefill_part(spec: dict, size: int, batch: int) -> dict:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from harness.fastpath.fast_pixels import encode_prompts_fast
-    from harness.labels import PHANTOM8_CLASSES
-    from harness.likelihood import _score_batch, label_continuations
-    from harness.modeling import ModelSpec, load_base
-    from harness.prompts import eval_prompt
-    from harness.sft import render_prompt
+    from harness.data.labels import PHANTOM8_CLASSES
+    from harness.evaluation.likelihood import _score_batch, label_continuations
+    from harness.model.fastpath.fast_pixels import encode_prompts_fast
+    from harness.model.loading import ModelSpec, load_base
+    from harness.model.prompts import eval_prompt
+    from harness.model.sft import render_prompt
 
     model, processor = load_base(ModelSpec(**spec))
     device = next(model.parameters()).device
@@ -106,12 +106,12 @@ def decode_part(spec: dict, size: int, batch: int, new_tokens: int) -> dict:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from harness.evaluation import GenerationConfig, generate_answers
-    from harness.fastpath import applied_fast_paths
-    from harness.fastpath.decode_attention import NAME
-    from harness.labels import PHANTOM8_CLASSES
-    from harness.modeling import ModelSpec, load_base
-    from harness.prompts import eval_prompt
+    from harness.data.labels import PHANTOM8_CLASSES
+    from harness.evaluation.generate import GenerationConfig, generate_answers
+    from harness.model.fastpath import applied_fast_paths
+    from harness.model.fastpath.decode_attention import NAME
+    from harness.model.loading import ModelSpec, load_base
+    from harness.model.prompts import eval_prompt
 
     model, processor = load_base(ModelSpec(**spec))
     cuda = torch.cuda.is_available()
@@ -141,7 +141,7 @@ def train_part(spec: dict, size: int, batch: int, workdir: Path) -> dict:
     import torch
     from torch.profiler import ProfilerActivity, profile, schedule
 
-    from harness.modeling import ModelSpec
+    from harness.model.loading import ModelSpec
 
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
     opts = {**SEED_LIKE, "max_steps": 4, "batch_size": batch, "gradient_checkpointing": True}

@@ -7,7 +7,7 @@
 Every case runs in a fresh process (its own peak memory) through the harness's own code paths.
 "Baseline" is the stock transformers vision tower (``CXR_HARNESS_VISION_ATTENTION=stock``:
 per-window attention, Conv3d patch embedding, unpadded MLP) with plain HF ``generate`` and the
-CPU image processor; "fast vision" is the harness's vision paths (`harness.fastpath`), and the
+CPU image processor; "fast vision" is the harness's vision paths (`harness.model.fastpath`), and the
 static, compiled and likelihood paths make pixels on the device (``fast_pixels``). The static
 and compiled decoders pack grouped-query attention (`decode_attention`); "stock GQA" turns that
 off. Training MFU counts 2·F_lin + 3·F_attn per sample (frozen weights: forward + input
@@ -76,13 +76,13 @@ def flops_per_sample(config, params: dict[str, int], patches: int, text_tokens: 
 def eval_case(case: dict) -> dict:
     import torch
 
-    from harness.evaluation import GenerationConfig, evaluate
-    from harness.fastpath import applied_fast_paths
-    from harness.fastpath.fast_pixels import encode_prompts_fast
-    from harness.labels import PHANTOM8_CLASSES
-    from harness.modeling import ModelSpec, load_base
-    from harness.prompts import eval_prompt
-    from harness.sft import encode_prompts
+    from harness.data.labels import PHANTOM8_CLASSES
+    from harness.evaluation.generate import GenerationConfig, evaluate
+    from harness.model.fastpath import applied_fast_paths
+    from harness.model.fastpath.fast_pixels import encode_prompts_fast
+    from harness.model.loading import ModelSpec, load_base
+    from harness.model.prompts import eval_prompt
+    from harness.model.sft import encode_prompts
 
     model, processor = load_base(ModelSpec(**case["spec"]))
     data = samples(case["images"], case["size"])
@@ -107,7 +107,7 @@ def eval_case(case: dict) -> dict:
     images = [s.image for s in data[:batch]]
     fast = case["scoring"] == "likelihood" or case["decoding"] != "plain"
     t0 = time.perf_counter()
-    if fast:  # pixels made on the device (harness.fastpath.fast_pixels)
+    if fast:  # pixels made on the device (harness.model.fastpath.fast_pixels)
         inputs = encode_prompts_fast(processor, images, [prompt] * batch, device)
     else:  # the PIL image processor on the CPU
         inputs = encode_prompts(processor, images, [prompt] * batch).to(device)
@@ -142,8 +142,8 @@ def train_run(case: dict) -> dict:
     import torch
     from transformers import AutoConfig
 
-    from harness.modeling import ModelSpec, resolve_model_path
-    from harness.sft import collate_sft
+    from harness.model.loading import ModelSpec, resolve_model_path
+    from harness.model.sft import collate_sft
 
     spec = ModelSpec(**case["spec"])
     data = samples(case["n"], case["size"])
@@ -153,7 +153,7 @@ def train_run(case: dict) -> dict:
         from transformers import Qwen2_5_VLForConditionalGeneration
 
         params = linear_params(Qwen2_5_VLForConditionalGeneration(config))
-    from harness.processing import load_processor
+    from harness.model.processing import load_processor
 
     lo, hi = spec.pixels
     proc = load_processor(resolve_model_path(spec), None, lo, hi)

@@ -50,8 +50,8 @@ def write_random_checkpoint(out: Path, dtype: str = "bfloat16", seed: int = 0) -
     import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    from harness.tiny import ensure_tiny_base
-    from harness.tiny.config import EOS_ID, PAD_ID, special_token_ids
+    from harness.model.tiny import ensure_tiny_base
+    from harness.model.tiny.config import EOS_ID, PAD_ID, special_token_ids
 
     tiny = ensure_tiny_base()
     out.mkdir(parents=True, exist_ok=True)

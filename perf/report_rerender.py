@@ -22,9 +22,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from harness import stats
+from harness.evaluation import stats
 from harness.exports import write_all
-from harness.store import ResultsStore
+from harness.results.store import ResultsStore
 
 CLASSES = [f"class_{k}" for k in range(8)]
 TARGET_S = 5.0

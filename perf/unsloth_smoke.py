@@ -25,7 +25,7 @@ def main() -> None:
     from gpu_bench import samples, train_case
     from qwen3b import write_random_checkpoint
 
-    from harness.modeling import ModelSpec
+    from harness.model.loading import ModelSpec
 
     work = Path(tempfile.mkdtemp())
     ckpt = write_random_checkpoint(work / "ckpt")

@@ -14,11 +14,11 @@ import torch
 from click.testing import CliRunner
 
 from cxr_harness_plugins.benchmarks.phantom8 import load_phantom8
-from harness.adapters import load_with_adapter, read_card
 from harness.cli import main
-from harness.evaluation import GenerationConfig, evaluate
-from harness.modeling import ModelSpec
-from harness.prompts import eval_prompt
+from harness.evaluation.generate import GenerationConfig, evaluate
+from harness.model.adapters import load_with_adapter, read_card
+from harness.model.loading import ModelSpec
+from harness.model.prompts import eval_prompt
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from cxr_harness_plugins.augmenters.basic import NoAugmenter, NoiseRotate, NoiseRotateOptions
-from harness.errors import OptionError
+from harness.core.errors import OptionError
 from harness.registry import Registry
 
 W, H = 64, 48

@@ -10,7 +10,7 @@ from test_manifest import synth
 from cxr_harness_plugins.augmenters.compose import Compose, ComposeOptions, _registry
 from cxr_harness_plugins.augmenters.geometric import Affine, AffineOptions, CropPad
 from cxr_harness_plugins.augmenters.photometric import Equalize, EqualizeOptions, Photometric
-from harness.errors import OptionError
+from harness.core.errors import OptionError
 
 NAMES = ("affine", "crop_pad", "photometric", "equalize", "compose", "noise_rotate")
 

@@ -8,12 +8,12 @@ from test_manifest import MAX_PIXELS, make_tree, synth
 
 from cxr_harness_plugins.augmenters.basic import NoiseRotate
 from cxr_harness_plugins.augmenters.geometric import Affine
-from harness.balance import balance, parse_policy, source_id, target_count
-from harness.data import Sample
-from harness.errors import OptionError
-from harness.importers import import_folder
-from harness.manifest import build_benchmark, load_manifest_benchmark
-from harness.phantoms import phantom_seed
+from harness.core.errors import OptionError
+from harness.core.rng import derive_seed
+from harness.data.importers import import_folder
+from harness.data.manifest import build_benchmark, load_manifest_benchmark
+from harness.data.sample import Sample
+from harness.training.balance import balance, parse_policy, source_id, target_count
 
 
 def _samples(counts: dict[str, int]) -> list[Sample]:
@@ -23,7 +23,7 @@ def _samples(counts: dict[str, int]) -> list[Sample]:
             sid = f"{label}-{i}"
             out.append(
                 Sample(
-                    id=sid, label=label, image=synth(phantom_seed(sid) % 1000, 48), group=f"g{sid}"
+                    id=sid, label=label, image=synth(derive_seed(sid) % 1000, 48), group=f"g{sid}"
                 )
             )
     return out

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from harness.adapters import CARD
 from harness.exports.common import slug
-from harness.store import STORE_NAME, ResultsStore
+from harness.model.adapters import CARD
+from harness.results.store import STORE_NAME, ResultsStore
 
 STEPS = "8"
 FIRST, SECOND = "lora+none+template@s3", "rslora+none+template@s3"
@@ -251,8 +251,8 @@ def test_full_run_writes_every_export(full):
 
 @pytest.mark.slow
 def test_full_run_provenance(full):
-    from harness.labels import PHANTOM8_CLASSES
-    from harness.prompts import eval_prompt, text_hash
+    from harness.data.labels import PHANTOM8_CLASSES
+    from harness.model.prompts import eval_prompt, text_hash
 
     prov = json.loads((full / "provenance.json").read_text())
     assert prov == json.loads((full / "results.json").read_text())["provenance"]

@@ -12,11 +12,12 @@ from click.testing import CliRunner
 from test_manifest import synth
 
 from harness import plugins
-from harness.benchmark import Benchmark, fingerprint, load_benchmark
+from harness.benchmarks import load_benchmark
 from harness.cli import main
 from harness.components import BenchmarkSource
-from harness.data import Sample
-from harness.errors import DataError, PluginError
+from harness.core.errors import DataError, PluginError
+from harness.data.benchmark import Benchmark, fingerprint
+from harness.data.sample import Sample
 from harness.hookspecs import hookimpl
 from harness.plugins import make_plugin_manager, make_registry
 from harness.registry import KINDS, Registry

@@ -10,15 +10,15 @@ import pytest
 import torch
 
 from cxr_harness_plugins.benchmarks.phantom8 import load_phantom8
-from harness.adapters import load_with_adapter
 from harness.components import TrainContext
-from harness.evaluation import GenerationConfig, evaluate
-from harness.modeling import ModelSpec, load_base
+from harness.evaluation.generate import GenerationConfig, evaluate
+from harness.model.adapters import load_with_adapter
+from harness.model.loading import ModelSpec, load_base
+from harness.model.prompts import eval_prompt
 from harness.plan import resolve_components as _resolve_components
 from harness.plugins import make_registry
-from harness.prompts import eval_prompt
 from harness.spec import BenchSpec, Configuration
-from harness.trainset import attach_texts
+from harness.training.trainset import attach_texts
 
 pytestmark = pytest.mark.slow
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import harness.modeling
+import harness.model.loading
+import harness.model.tiny
 import harness.runner
-import harness.tiny
 from harness.cli import main
-from harness.errors import HarnessError, OptionError
+from harness.core.errors import HarnessError, OptionError
 from harness.plugins import make_registry
 from harness.spec import BenchSpec, Configuration, parse_option_args
 
@@ -39,8 +39,8 @@ def no_model(monkeypatch):
 
     make_registry()  # plugins import load_base by name: import them before it is replaced
     monkeypatch.setattr(harness.runner, "run_bench", fake_run_bench)
-    monkeypatch.setattr(harness.modeling, "load_base", forbid)
-    monkeypatch.setattr(harness.tiny, "ensure_tiny_base", forbid)
+    monkeypatch.setattr(harness.model.loading, "load_base", forbid)
+    monkeypatch.setattr(harness.model.tiny, "ensure_tiny_base", forbid)
     return seen
 
 

@@ -11,10 +11,10 @@ import pytest
 import torch
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-import harness.fastpath.decode_attention as da
-from harness.evaluation import GenerationConfig, generate_answers
-from harness.fastpath.compat import DECODE_ENV
-from harness.modeling import ModelSpec, load_base
+import harness.model.fastpath.decode_attention as da
+from harness.evaluation.generate import GenerationConfig, generate_answers
+from harness.model.fastpath.compat import DECODE_ENV
+from harness.model.loading import ModelSpec, load_base
 
 
 class _Attn(torch.nn.Module):

@@ -9,15 +9,15 @@ import pytest
 from PIL import Image
 from test_manifest import noisy, shifted, synth
 
-from harness.dedup import (
+from harness.core.errors import OptionError
+from harness.data.dedup import (
     HashConfig,
     group_duplicates,
     near_pairs,
     perceptual_hash,
     pixel_sha256,
 )
-from harness.errors import OptionError
-from harness.images import decode_image, encode_png
+from harness.data.images import decode_image, encode_png
 
 
 def _jpeg(img: Image.Image) -> Image.Image:

@@ -14,13 +14,13 @@ from PIL import Image
 from test_manifest import noisy, shifted, synth
 
 from cxr_harness_plugins.benchmarks.phantom8 import load_phantom8
-from harness.data import Sample
-from harness.dedup import HashConfig, confirm, group_duplicates, image_thumbnail
-from harness.errors import OptionError
-from harness.images import decode_image, parallel_map_images
-from harness.leakage import check_leakage_samples
-from harness.near_dup import DEFAULT_VERIFY, thumbnail, verify_scores
-from harness.phantoms import render_phantom
+from harness.core.errors import OptionError
+from harness.data.dedup import HashConfig, confirm, group_duplicates, image_thumbnail
+from harness.data.images import decode_image, parallel_map_images
+from harness.data.leakage import check_leakage_samples
+from harness.data.near_dup import DEFAULT_VERIFY, thumbnail, verify_scores
+from harness.data.phantoms import render_phantom
+from harness.data.sample import Sample
 
 
 def _jpeg(img: Image.Image, q: int = 75) -> Image.Image:

@@ -1,6 +1,7 @@
 """Determinism guard of the evaluation runner: greedy answers do not depend on the batch size.
 
-``harness.evaluation.generate_answers`` batches with left padding; a wrong attention mask or
+``harness.evaluation.generate.generate_answers`` batches with left padding; a wrong attention mask
+or
 position ids for padded rows would change a row's answer with its neighbours. Rows here get
 prompts of different lengths, so every batch mixes several padding lengths.
 """
@@ -10,11 +11,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.evaluation import GenerationConfig, generate_answers
-from harness.labels import PHANTOM8_CLASSES
-from harness.modeling import ModelSpec, load_base
-from harness.phantoms import phantom_seed, render_phantom
-from harness.prompts import eval_prompt
+from harness.core.rng import derive_seed
+from harness.data.labels import PHANTOM8_CLASSES
+from harness.data.phantoms import render_phantom
+from harness.evaluation.generate import GenerationConfig, generate_answers
+from harness.model.loading import ModelSpec, load_base
+from harness.model.prompts import eval_prompt
 
 N_IMAGES = 16
 PROMPTS = (
@@ -43,7 +45,7 @@ def tiny():
 @pytest.fixture(scope="module")
 def rows():
     images = [
-        render_phantom(PHANTOM8_CLASSES[i % 8], phantom_seed("test-determinism", i)).image
+        render_phantom(PHANTOM8_CLASSES[i % 8], derive_seed("test-determinism", i)).image
         for i in range(N_IMAGES)
     ]
     prompts = [PROMPTS[(i * 3) % len(PROMPTS)] for i in range(N_IMAGES)]

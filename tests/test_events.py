@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.events import EventLog, read_events, where_stopped
+from harness.results.events import EventLog, read_events, where_stopped
 
 
 def test_where_stopped_names_the_open_stage_and_ignores_a_torn_line(tmp_path: Path) -> None:

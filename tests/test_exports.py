@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from harness import stats
 from harness.commands.report import compare_cmd, report_cmd
+from harness.evaluation import stats
 from harness.exports import (
     analyse,
     caveats,
@@ -24,7 +24,7 @@ from harness.exports import (
     tex_escape,
     write_all,
 )
-from harness.store import ResultsStore
+from harness.results.store import ResultsStore
 
 CLASSES = ["normal", "pneumonia", "effusion", "pneumothorax"]
 

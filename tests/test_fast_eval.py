@@ -14,17 +14,17 @@ from click.testing import CliRunner
 
 from cxr_harness_plugins.benchmarks.phantom8 import load_phantom8
 from harness.cli import main
-from harness.errors import BackendUnavailableError, OptionError
-from harness.evaluation import GenerationConfig, generate_answers
-from harness.likelihood import (
+from harness.core.errors import BackendUnavailableError, OptionError
+from harness.evaluation.generate import GenerationConfig, generate_answers
+from harness.evaluation.likelihood import (
     ScoringError,
     label_continuations,
     label_loglikelihoods,
     tree_greedy_choice,
 )
-from harness.modeling import ModelSpec, load_base
-from harness.prompts import eval_prompt, format_answer
-from harness.sft import render_prompt
+from harness.model.loading import ModelSpec, load_base
+from harness.model.prompts import eval_prompt, format_answer
+from harness.model.sft import render_prompt
 
 
 @lru_cache(maxsize=1)
@@ -172,10 +172,10 @@ def test_likelihood_scores_do_not_depend_on_batching_or_padding() -> None:
 
 
 def test_mrope_positions_equal_the_models_rope_index() -> None:
-    from harness.fastpath.fast_pixels import encode_prompts_fast
-    from harness.fastpath.mrope import mrope_positions
-    from harness.processing import load_processor
-    from harness.tiny import ensure_tiny_base
+    from harness.model.fastpath.fast_pixels import encode_prompts_fast
+    from harness.model.fastpath.mrope import mrope_positions
+    from harness.model.processing import load_processor
+    from harness.model.tiny import ensure_tiny_base
 
     model, _, bench = _setup()
     processor = load_processor(ensure_tiny_base(), min_pixels=56 * 56, max_pixels=140 * 140)
@@ -198,8 +198,8 @@ def test_mrope_positions_equal_the_models_rope_index() -> None:
 
 
 def test_fast_pixel_encoding_equals_the_processor() -> None:
-    from harness.fastpath.fast_pixels import encode_prompts_fast
-    from harness.sft import encode_prompts
+    from harness.model.fastpath.fast_pixels import encode_prompts_fast
+    from harness.model.sft import encode_prompts
 
     _, processor, bench = _setup()
     images = [
@@ -217,7 +217,7 @@ def test_fast_pixel_encoding_equals_the_processor() -> None:
 
 
 def test_rouge_is_not_reported_without_reference_reports() -> None:
-    from harness.evaluation import score
+    from harness.evaluation.generate import score
 
     _, _, bench = _setup()
     samples = [s.with_(report="") for s in bench.test[:4]]

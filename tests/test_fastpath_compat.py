@@ -8,10 +8,10 @@ import pytest
 import torch
 from transformers import Qwen2_5_VLForConditionalGeneration
 
-from harness.fastpath import SUPPORTED, applied_fast_paths
-from harness.fastpath.compat import version_problem
-from harness.fastpath.decode_attention import decode_attention
-from harness.modeling import ModelSpec, load_base
+from harness.model.fastpath import SUPPORTED, applied_fast_paths
+from harness.model.fastpath.compat import version_problem
+from harness.model.fastpath.decode_attention import decode_attention
+from harness.model.loading import ModelSpec, load_base
 
 VISION = ("vision_attention", "patch_embed", "vision_mlp")
 
@@ -78,7 +78,7 @@ def test_decode_stock_switch_is_recorded(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_a_model_not_loaded_by_the_harness_has_no_fast_paths() -> None:
-    from harness.tiny.config import tiny_config
+    from harness.model.tiny.config import tiny_config
 
     model = Qwen2_5_VLForConditionalGeneration(tiny_config())
     paths = applied_fast_paths(model)["paths"]

@@ -20,7 +20,7 @@ from cxr_harness_plugins.synthesizers.gemini import GeminiSynthesizer
 from cxr_harness_plugins.synthesizers.gemini_text import split_items
 from cxr_harness_plugins.synthesizers.template import TemplateSynthesizer
 from harness.cli import main
-from harness.errors import SynthesisError
+from harness.core.errors import SynthesisError
 
 server = sdk_tests.server  # the loopback Gemini server fixture
 _env = sdk_tests._env  # autouse: the test key, no proxies

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from test_manifest import synth
 
 from harness.cli import main
-from harness.importers import import_folder
+from harness.data.importers import import_folder
 
 SECRET = "root:x:0:0:do-not-read-me"
 pytestmark = pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symlinks")

@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 from test_manifest import synth
 
-from harness.errors import DataError, OptionError
-from harness.images import ImageLoadError, decode_image, encode_png, to_canonical
-from harness.importers import (
+from harness.core.errors import DataError, OptionError
+from harness.data.images import ImageLoadError, decode_image, encode_png, to_canonical
+from harness.data.importers import (
     canonical_label,
     import_folder,
     import_hf,
@@ -138,7 +138,7 @@ def test_bad_bytes_raise_typed_error(data, reason):
 def test_a_report_file_without_an_image_is_listed_as_skipped(tmp_path) -> None:
     from PIL import Image
 
-    from harness.importers import import_folder
+    from harness.data.importers import import_folder
 
     folder = tmp_path / "Normal"
     folder.mkdir()

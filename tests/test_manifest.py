@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from harness.benchmark import load_benchmark
-from harness.dedup import HashConfig
-from harness.errors import DataError, OptionError
-from harness.importers import import_folder
-from harness.leakage import check_leakage, check_leakage_samples
-from harness.manifest import (
+from harness.benchmarks import load_benchmark
+from harness.core.errors import DataError, OptionError
+from harness.data.dedup import HashConfig
+from harness.data.importers import import_folder
+from harness.data.leakage import check_leakage, check_leakage_samples
+from harness.data.manifest import (
     build_benchmark,
     load_manifest_benchmark,
     split_groups,
@@ -239,6 +239,6 @@ def test_check_leakage_finds_planted_cross_split_copy():
 
 
 def _sample(sid: str, img: Image.Image):
-    from harness.data import Sample
+    from harness.data.sample import Sample
 
     return Sample(id=sid, label="Normal", image=img, group=sid)

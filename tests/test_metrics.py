@@ -1,11 +1,12 @@
-"""harness/metrics.py: Macro-F1, accuracy, invalid rate, confusion, ROUGE-L, majority baseline."""
+"""harness/evaluation/metrics.py: Macro-F1, accuracy, invalid rate, confusion, ROUGE-L, majority
+baseline."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from harness.metrics import (
+from harness.evaluation.metrics import (
     INVALID,
     METRICS,
     classification_metrics,

@@ -1,4 +1,4 @@
-"""harness/parser.py: the strict Class:/Explanation: parser, by hand and by property."""
+"""harness/evaluation/parser.py: the strict Class:/Explanation: parser, by hand and by property."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.labels import ALL_CLASSES, PHANTOM8_CLASSES
-from harness.parser import ALIASES, normalise, parse_answer
+from harness.data.labels import ALL_CLASSES, PHANTOM8_CLASSES
+from harness.evaluation.parser import ALIASES, normalise, parse_answer
 
 CLASSES = list(PHANTOM8_CLASSES)
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -3,14 +3,14 @@ import re
 import numpy as np
 import pytest
 
-from harness.labels import PHANTOM8_CLASSES
-from harness.phantoms import (
+from harness.data.labels import PHANTOM8_CLASSES
+from harness.data.phantoms import (
     TRAIN_COUNTS,
     Phantom,
+    derive_seed,
     describe_anatomy,
     describe_quality,
     phantom8_split,
-    phantom_seed,
     render_phantom,
 )
 
@@ -23,12 +23,12 @@ def _sentences(text: str) -> list[str]:
     return re.split(r"(?<=\.) ", text)
 
 
-def test_phantom_seed_is_stable_63_bit():
-    a = phantom_seed(1, "train", "Normal", 3)
-    assert a == phantom_seed(1, "train", "Normal", 3)
+def test_derive_seed_is_stable_63_bit():
+    a = derive_seed(1, "train", "Normal", 3)
+    assert a == derive_seed(1, "train", "Normal", 3)
     assert 0 <= a < 2**63
-    assert a != phantom_seed(1, "test", "Normal", 3)
-    assert phantom_seed(1) != phantom_seed("1")
+    assert a != derive_seed(1, "test", "Normal", 3)
+    assert derive_seed(1) != derive_seed("1")
 
 
 @pytest.mark.parametrize("label", PHANTOM8_CLASSES)
@@ -128,7 +128,7 @@ def test_split_sizes_and_disjoint_ids():
 
 
 def test_default_train_counts(monkeypatch):
-    import harness.phantoms as ph
+    import harness.data.phantoms as ph
 
     real = ph.render_phantom("Normal", 0, 16)
     monkeypatch.setattr(ph, "render_phantom", lambda label, seed, size=112: real)
@@ -146,7 +146,7 @@ def test_signs_are_discriminable():
         xs, ys = [], []
         for y, label in enumerate(PHANTOM8_CLASSES):
             for i in range(n):
-                im = render_phantom(label, phantom_seed(split, i)).image.resize((32, 32))
+                im = render_phantom(label, derive_seed(split, i)).image.resize((32, 32))
                 xs.append(np.asarray(im, dtype=np.float32).ravel() / 255)
                 ys.append(y)
         return np.array(xs), np.array(ys)

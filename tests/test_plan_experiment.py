@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import main
-from harness.errors import OptionError
+from harness.core.errors import OptionError
 from harness.experiment import load_experiment
 from harness.plan import make_plan
 from harness.plugins import make_registry

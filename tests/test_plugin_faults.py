@@ -18,7 +18,7 @@ import pluggy
 import pytest
 
 from harness import hookspecs
-from harness.errors import PluginError
+from harness.core.errors import PluginError
 from harness.plugins import (
     ENTRY_POINT_GROUP,
     load_entry_point_plugins,

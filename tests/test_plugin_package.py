@@ -93,7 +93,7 @@ def test_make_registry_in_a_subprocess_creates_and_runs_it(installed):
         import json
         import numpy as np
         from PIL import Image
-        from harness.errors import OptionError
+        from harness.core.errors import OptionError
         from harness.plugins import make_registry
 
         reg = make_registry()

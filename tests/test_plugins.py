@@ -13,7 +13,7 @@ import pytest
 
 from harness import hookspecs, plugins
 from harness.components import Augmenter, Options
-from harness.errors import PluginError
+from harness.core.errors import PluginError
 from harness.hookspecs import hookimpl
 from harness.plugins import DEFAULT_PLUGINS, make_plugin_manager, make_registry
 

@@ -6,7 +6,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.components import Augmenter, Options, Synthesizer, Trainer
-from harness.errors import HarnessError, OptionError, PluginError, UnknownComponentError
+from harness.core.errors import HarnessError, OptionError, PluginError, UnknownComponentError
 from harness.plugins import make_plugin_manager, make_registry
 from harness.registry import KINDS, Registry
 

@@ -6,12 +6,18 @@ import pytest
 import torch
 from PIL import Image
 
-from harness.errors import DataError
-from harness.processing import load_processor
-from harness.prompts import SYSTEM_PROMPT, eval_prompt, format_answer
-from harness.sft import IGNORE_INDEX, build_messages, collate_sft, encode_prompts, render_prompt
-from harness.tiny import ensure_tiny_base
-from harness.tiny.config import IMAGE_PIXELS, IMAGE_TOKENS
+from harness.core.errors import DataError
+from harness.model.processing import load_processor
+from harness.model.prompts import SYSTEM_PROMPT, eval_prompt, format_answer
+from harness.model.sft import (
+    IGNORE_INDEX,
+    build_messages,
+    collate_sft,
+    encode_prompts,
+    render_prompt,
+)
+from harness.model.tiny import ensure_tiny_base
+from harness.model.tiny.config import IMAGE_PIXELS, IMAGE_TOKENS
 
 CLASSES = ("Normal", "Higher_Density")
 

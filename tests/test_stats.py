@@ -1,4 +1,5 @@
-"""harness.stats: hand-worked metrics, McNemar, bootstrap coverage and paired-test calibration."""
+"""harness.evaluation.stats: hand-worked metrics, McNemar, bootstrap coverage and paired-test
+calibration."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness import seeds, stats
+from harness.evaluation import seeds, stats
 
 CLS = ("a", "b", "c")
 
@@ -49,7 +50,7 @@ def test_per_class_and_confusion_match_hand_worked_example() -> None:
 
 
 def test_matches_sklearn_based_metrics_module() -> None:
-    from harness.metrics import classification_metrics, confusion
+    from harness.evaluation.metrics import classification_metrics, confusion
 
     true = [p["label"] for p in HAND]
     pred = [p["prediction"] for p in HAND]
@@ -72,7 +73,7 @@ def test_matches_sklearn_based_metrics_module() -> None:
 )
 def test_weighted_metrics_equal_metrics_of_the_repeated_sample(data) -> None:
     """A bootstrap weight row means "repeat sample i w_i times": check against sklearn."""
-    from harness.metrics import classification_metrics
+    from harness.evaluation.metrics import classification_metrics
 
     if sum(w for *_, w in data) == 0:
         return

@@ -1,4 +1,5 @@
-"""harness.store: WAL SQLite store, transactional rows, resume keys and the prediction cache."""
+"""harness.results.store: WAL SQLite store, transactional rows, resume keys and the prediction
+cache."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import DataError
-from harness.store import STORE_NAME, ResultsStore, config_key, prediction_cache_key
+from harness.core.errors import DataError
+from harness.results.store import STORE_NAME, ResultsStore, config_key, prediction_cache_key
 
 PROV = {"benchmark": {"name": "phantom8", "fingerprint": "f" * 16}, "prompt_hash": "p1"}
 
@@ -100,7 +101,7 @@ def test_a_killed_process_leaves_no_partial_row(tmp_path: Path) -> None:
         import os, signal, sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_store import make_row
-        from harness.store import ResultsStore
+        from harness.results.store import ResultsStore
 
         class Killer:
             def __conform__(self, protocol):
@@ -165,7 +166,7 @@ def test_two_connections_see_committed_rows(tmp_path: Path) -> None:
 def test_a_store_from_before_the_scores_column_is_upgraded(tmp_path) -> None:
     import sqlite3
 
-    from harness.store import STORE_NAME, ResultsStore
+    from harness.results.store import STORE_NAME, ResultsStore
 
     with ResultsStore.open(tmp_path):
         pass

@@ -1,4 +1,4 @@
-"""harness.synth_audit: per-class counts, uniqueness, lengths and cross-class keyword leakage."""
+"""harness.text.audit: per-class counts, uniqueness, lengths and cross-class keyword leakage."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from rich.console import Console
 from rich.table import Table
 
 from cxr_harness_plugins.synthesizers.template import TemplateSynthesizer
-from harness.labels import ALL_CLASSES
-from harness.synth_audit import (
+from harness.data.labels import ALL_CLASSES
+from harness.text.audit import (
     audit_texts,
     find_keywords,
     other_class_keywords,

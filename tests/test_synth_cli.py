@@ -85,8 +85,8 @@ def test_template_audit_has_no_leaks_and_high_uniqueness():
     import numpy as np
 
     from cxr_harness_plugins.synthesizers.template import TemplateSynthesizer
-    from harness.labels import ALL_CLASSES
-    from harness.synth_audit import audit_texts
+    from harness.data.labels import ALL_CLASSES
+    from harness.text.audit import audit_texts
 
     synth = TemplateSynthesizer()
     texts = {

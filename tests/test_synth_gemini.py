@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from cxr_harness_plugins.synthesizers.gemini import GeminiSynthesizer
 from cxr_harness_plugins.synthesizers.gemini_text import count_sentences, split_items
 from cxr_harness_plugins.synthesizers.template import TemplateSynthesizer
-from harness.errors import SynthesisError
+from harness.core.errors import SynthesisError
 
 KEY = "AIza-test-SECRET-key-0123456789"
 LABEL = "Higher_Density"

@@ -15,17 +15,16 @@ from pydantic import ValidationError
 from cxr_harness_plugins.synthesizers import prompts as prompts_mod
 from cxr_harness_plugins.synthesizers import template as template_mod
 from cxr_harness_plugins.synthesizers.prompts import PromptSynthesizer, synthesize_prompts
-from cxr_harness_plugins.synthesizers.template import (
-    TemplateSynthesizer,
+from cxr_harness_plugins.synthesizers.template import TemplateSynthesizer, oracle_report
+from harness.core.errors import OptionError, SynthesisError
+from harness.data.labels import ALL_CLASSES, PHANTOM8_CLASSES
+from harness.text.audit import other_class_keywords
+from harness.text.ontology import (
     class_keywords,
     default_ontology,
     keywords_by_class,
     load_ontology,
-    oracle_report,
 )
-from harness.errors import OptionError, SynthesisError
-from harness.labels import ALL_CLASSES, PHANTOM8_CLASSES
-from harness.synth_audit import other_class_keywords
 
 SENTENCE = re.compile(r"[^.]+\.")
 SINGLE_LOBE = re.compile(r"\b(right|left) (upper|middle|lower) lobe\b")
@@ -240,8 +239,8 @@ def test_prompt_synthesizer_ignores_label() -> None:
 
 def test_check_classes_names_a_class_missing_from_the_ontology() -> None:
     from cxr_harness_plugins.synthesizers.template import TemplateSynthesizer
-    from harness.errors import SynthesisError
-    from harness.labels import PHANTOM8_CLASSES
+    from harness.core.errors import SynthesisError
+    from harness.data.labels import PHANTOM8_CLASSES
 
     synth = TemplateSynthesizer()
     synth.check_classes(PHANTOM8_CLASSES)  # all present

@@ -7,10 +7,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from harness import stats
-from harness.data import Sample
-from harness.errors import DataError, OptionError
-from harness.evaluation import score
+from harness.core.errors import DataError, OptionError
+from harness.data.sample import Sample
+from harness.evaluation import stats
+from harness.evaluation.generate import score
 from harness.exports import analyse, caveats, leaderboard_markdown
 from harness.exports.compare import match_pairs
 from harness.plan import validate

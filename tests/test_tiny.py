@@ -11,15 +11,20 @@ import torch
 from PIL import Image
 from transformers import AutoProcessor, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 
-from harness.errors import ModelError
-from harness.labels import ALL_CLASSES, PHANTOM8_CLASSES
-from harness.phantoms import phantom_seed, render_phantom
-from harness.processing import ImageOnlyQwen2_5_VLProcessor, load_processor, register_processor
-from harness.prompts import eval_prompt
-from harness.sft import encode_prompts
-from harness.tiny import TINY_DIR, ensure_tiny_base
-from harness.tiny.config import IMAGE_PIXELS, TOKEN_IDS, tiny_config
-from harness.tiny.tokenizer import SPECIAL_TOKENS, class_token_counts
+from harness.core.errors import ModelError
+from harness.core.rng import derive_seed
+from harness.data.labels import ALL_CLASSES, PHANTOM8_CLASSES
+from harness.data.phantoms import render_phantom
+from harness.model.processing import (
+    ImageOnlyQwen2_5_VLProcessor,
+    load_processor,
+    register_processor,
+)
+from harness.model.prompts import eval_prompt
+from harness.model.sft import encode_prompts
+from harness.model.tiny import TINY_DIR, ensure_tiny_base
+from harness.model.tiny.config import IMAGE_PIXELS, TOKEN_IDS, tiny_config
+from harness.model.tiny.tokenizer import SPECIAL_TOKENS, class_token_counts
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +57,7 @@ def test_assets_complete(tiny_dir):
     ):
         assert (tiny_dir / name).is_file(), name
     record = json.loads((tiny_dir / "PRETRAIN.json").read_text())
-    assert record["command"] == "python -m harness.tiny.pretrain"
+    assert record["command"] == "python -m harness.model.tiny.pretrain"
     for key, threshold in record["gate_thresholds"].items():
         assert record["gate"][key] >= threshold
 
@@ -136,7 +141,7 @@ def test_load_processor_real_checkpoint_layout(tiny_dir, tmp_path):
 
 def _phantoms(n: int) -> list[Image.Image]:
     labels = PHANTOM8_CLASSES
-    return [render_phantom(labels[i % 8], phantom_seed("test-tiny", i)).image for i in range(n)]
+    return [render_phantom(labels[i % 8], derive_seed("test-tiny", i)).image for i in range(n)]
 
 
 def _generate(model, processor, images, prompts) -> list[str]:
@@ -174,7 +179,7 @@ def test_untrained_base_does_not_answer_in_class_format(model, processor):
 
 
 def test_pretraining_data_never_teaches_the_answer_format():
-    from harness.tiny.pretrain import image_example, phantom_pool, text_example
+    from harness.model.tiny.pretrain import image_example, phantom_pool, text_example
 
     pool = phantom_pool("test", 6)
     rng = random.Random(0)

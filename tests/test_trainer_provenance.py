@@ -18,16 +18,16 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import harness.tiny
+import harness.model.tiny
 from cxr_harness_plugins.benchmarks.phantom8 import load_phantom8
-from harness.adapters import base_load_of, load_with_adapter, read_card, write_card
 from harness.cli import main
 from harness.components import TrainContext
-from harness.errors import BackendUnavailableError, OptionError
-from harness.modeling import ModelSpec
+from harness.core.errors import BackendUnavailableError, OptionError
+from harness.model.adapters import base_load_of, load_with_adapter, read_card, write_card
+from harness.model.loading import ModelSpec
+from harness.model.prompts import eval_prompt
 from harness.plan import PlannedConfig, resolve_components
 from harness.plugins import make_registry
-from harness.prompts import eval_prompt
 from harness.spec import BenchSpec, Configuration
 
 CUDA = torch.cuda.is_available()
@@ -184,7 +184,7 @@ def test_eval_of_a_4bit_adapter_exits_2_on_cpu_before_loading(lora_run, tmp_path
     def forbid(*_a, **_kw):
         raise AssertionError("a model was loaded although its 4-bit base cannot load here")
 
-    monkeypatch.setattr(harness.tiny, "ensure_tiny_base", forbid)
+    monkeypatch.setattr(harness.model.tiny, "ensure_tiny_base", forbid)
     result = CliRunner().invoke(main, ["eval", "--adapter", str(folder)])
     text = " ".join(result.output.split())
     assert result.exit_code == 2, result.output

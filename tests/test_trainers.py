@@ -14,17 +14,17 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+import harness.model.tiny
 import harness.runner
-import harness.tiny
 from cxr_harness_plugins.benchmarks.phantom8 import load_phantom8
-from harness.adapters import load_with_adapter, read_card
 from harness.cli import main
-from harness.errors import HarnessError
-from harness.evaluation import GenerationConfig, evaluate
-from harness.modeling import ModelSpec
+from harness.core.errors import HarnessError
+from harness.evaluation.generate import GenerationConfig, evaluate
+from harness.model.adapters import load_with_adapter, read_card
+from harness.model.loading import ModelSpec
+from harness.model.prompts import eval_prompt
 from harness.plan import resolve_components as _resolve_components
 from harness.plugins import make_registry
-from harness.prompts import eval_prompt
 from harness.runner import run_bench
 from harness.spec import BenchSpec, Configuration
 
@@ -180,7 +180,7 @@ def test_cuda_only_option_exits_2_without_loading_a_model(tmp_path, monkeypatch,
     def forbid(*_a, **_kw):
         raise AssertionError("a model was loaded for a CUDA-only option on CPU")
 
-    monkeypatch.setattr(harness.tiny, "ensure_tiny_base", forbid)
+    monkeypatch.setattr(harness.model.tiny, "ensure_tiny_base", forbid)
     monkeypatch.setattr(harness.runner, "load_benchmark", lambda name: _bench())
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["bench", *args, "--no-base", "--out", str(out)])

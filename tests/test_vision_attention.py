@@ -10,11 +10,11 @@ import torch
 from PIL import Image
 from transformers import Qwen2_5_VLForConditionalGeneration
 
-from harness.fastpath import applied_fast_paths, apply_fast_paths
-from harness.fastpath.vision_attention import patch_vision_attention, window_layout
-from harness.processing import load_processor
-from harness.tiny import ensure_tiny_base
-from harness.tiny.config import tiny_config
+from harness.model.fastpath import applied_fast_paths, apply_fast_paths
+from harness.model.fastpath.vision_attention import patch_vision_attention, window_layout
+from harness.model.processing import load_processor
+from harness.model.tiny import ensure_tiny_base
+from harness.model.tiny.config import tiny_config
 
 
 def _images(sizes: list[int]) -> list[Image.Image]:
@@ -85,7 +85,7 @@ def test_stock_environment_switch_keeps_the_stock_forward(monkeypatch) -> None:
 
 
 def test_linear_patch_embedding_matches_the_convolution() -> None:
-    from harness.fastpath.patch_embed import patch_patch_embed
+    from harness.model.fastpath.patch_embed import patch_patch_embed
 
     model, pixels, grid = _vision_io([112, 140, 84], 56)
     embed = model.model.visual.patch_embed
@@ -109,7 +109,7 @@ def test_patch_embedding_keeps_a_wrapped_projection() -> None:
     """A LoRA layer on patch_embed.proj (explicit target_modules) is not bypassed."""
     from peft import LoraConfig, get_peft_model
 
-    from harness.fastpath.patch_embed import patch_patch_embed
+    from harness.model.fastpath.patch_embed import patch_patch_embed
 
     model, pixels, _ = _vision_io([56], 56)
     cfg = LoraConfig(
@@ -149,7 +149,7 @@ def _odd_width_mlp():
 
 
 def test_padded_vision_mlp_matches_stock(monkeypatch) -> None:
-    from harness.fastpath import vision_mlp
+    from harness.model.fastpath import vision_mlp
 
     monkeypatch.setattr(vision_mlp, "DEVICES", ("cuda", "cpu"))
     mlp = _odd_width_mlp().requires_grad_(False)
@@ -171,7 +171,7 @@ def test_padded_vision_mlp_matches_stock(monkeypatch) -> None:
 
 
 def test_padded_vision_mlp_keeps_stock_where_it_must(monkeypatch) -> None:
-    from harness.fastpath import vision_mlp
+    from harness.model.fastpath import vision_mlp
 
     monkeypatch.setattr(vision_mlp, "DEVICES", ("cuda", "cpu"))
     mlp = _odd_width_mlp()  # weights that train: the stock forward, no copies

@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 import click
 from rich.console import Console
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 
 
 def _width() -> int | None:

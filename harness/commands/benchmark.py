@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from harness.commands import console, fail
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 
 
 @contextmanager
@@ -124,10 +124,11 @@ def build_cmd(
     """Import SOURCE (folder tree, saved HF dataset, CSV/JSONL manifest, or the name of a
     benchmark plugin such as phantom8), de-duplicate, split group-aware and stratified, and
     freeze it under ROOT/NAME."""
-    from harness.dedup import HashConfig
-    from harness.images import DEFAULT_MAX_PIXELS
-    from harness.importers import import_source
-    from harness.manifest import build_benchmark
+    from harness.benchmarks import plugin_benchmark
+    from harness.data.dedup import HashConfig
+    from harness.data.images import DEFAULT_MAX_PIXELS
+    from harness.data.importers import import_source
+    from harness.data.manifest import build_benchmark
 
     try:
         label_map = {}
@@ -145,6 +146,7 @@ def build_cmd(
             text_column,
             label_column,
             follow_symlinks=follow_symlinks,
+            plugin_benchmark=plugin_benchmark,
         )
         with progress_callback() as report:
             res = build_benchmark(
@@ -208,8 +210,8 @@ def verify_cmd(name, root, workers) -> None:
     """A benchmark plugin's NAME: rebuild it and compare its fingerprint with the one the plugin
     records. A built NAME: re-hash every file and report changed, missing or extra files. Exit 1
     if anything differs."""
-    from harness.benchmark import check_benchmark, verify_plugin_benchmark
-    from harness.manifest import verify
+    from harness.benchmarks import check_benchmark, verify_plugin_benchmark
+    from harness.data.manifest import verify
     from harness.plugins import make_registry
 
     try:
@@ -264,9 +266,9 @@ def verify_cmd(name, root, workers) -> None:
 def check_leakage_cmd(name, root, threshold, verify, workers) -> None:
     """Report near-duplicate pairs across train/val/test of NAME (exit 1 if any), by the
     definition NAME was built with (a benchmark plugin's NAME: the build defaults)."""
-    from harness.benchmark import plugin_benchmark
-    from harness.dedup import HashConfig
-    from harness.leakage import check_leakage, check_leakage_samples, leakage_config
+    from harness.benchmarks import plugin_benchmark
+    from harness.data.dedup import HashConfig
+    from harness.data.leakage import check_leakage, check_leakage_samples, leakage_config
     from harness.plugins import make_registry
 
     try:

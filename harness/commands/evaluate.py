@@ -8,9 +8,9 @@ import click
 from rich.progress import Progress
 from rich.table import Table
 
-from harness.benchmark import DEFAULT_BENCHMARK
+from harness.benchmarks import DEFAULT_BENCHMARK
 from harness.commands import console, eval_options, fail, set_torch_threads
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 
 
 @click.command("eval")
@@ -63,11 +63,11 @@ def evaluate_cmd(
     A one-configuration plan: it writes the same run folder as `bench` (store, leaderboard,
     results.json, predictions), which `harness report` and `harness compare` read.
     """
-    from harness.adapters import check_adapter_dir, read_card
     from harness.commands.progress import RichProgress, progress_columns
     from harness.commands.report import print_leaderboard
     from harness.exports import analyse
-    from harness.modeling import ModelSpec
+    from harness.model.adapters import check_adapter_dir, read_card
+    from harness.model.loading import ModelSpec
     from harness.plan import make_plan
     from harness.plugins import make_registry
     from harness.runner import default_out_dir, run_bench
@@ -115,11 +115,11 @@ def evaluate_cmd(
 
 def _merge_parity(spec, adapter: Path, n: int) -> dict:
     """Merged vs unmerged greedy answers of the adapter on the first ``n`` test images."""
-    from harness.adapters import load_with_adapter
-    from harness.adapters import merge_parity as check
-    from harness.benchmark import load_benchmark
+    from harness.benchmarks import load_benchmark
+    from harness.evaluation.parity import merge_parity as check
+    from harness.model.adapters import load_with_adapter
+    from harness.model.prompts import eval_prompt
     from harness.plan import generation_config
-    from harness.prompts import eval_prompt
 
     bench = load_benchmark(spec.benchmark)
     net, processor = load_with_adapter(spec.model, adapter)

@@ -25,9 +25,9 @@ def _non_default(component: Any) -> str:
 
 def finished_configs(plan: Plan, registry: Registry) -> set[str]:
     """Ids of the plan's configurations already finished in ``--out`` (empty for a new run)."""
-    from harness.benchmark import load_benchmark
-    from harness.prompts import eval_prompt, text_hash
-    from harness.store import ResultsStore
+    from harness.benchmarks import load_benchmark
+    from harness.model.prompts import eval_prompt, text_hash
+    from harness.results.store import ResultsStore
 
     out = plan.spec.out
     if out is None or not (out / "results.sqlite").is_file():

@@ -12,7 +12,7 @@ import click
 from rich.table import Table
 
 from harness.commands import console, fail
-from harness.errors import DataError, HarnessError
+from harness.core.errors import DataError, HarnessError
 
 _DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 
@@ -115,7 +115,7 @@ def report_cmd(
 ) -> None:
     """Re-render every report of DIRECTORY from its results.sqlite alone."""
     from harness.exports import analyse, write_all
-    from harness.store import ResultsStore
+    from harness.results.store import ResultsStore
 
     try:
         with ResultsStore.open(directory, create=False) as store:
@@ -136,7 +136,7 @@ def report_cmd(
     except HarnessError as exc:
         fail(exc)
     print_leaderboard(rows, provenance, analysis, baselines)
-    from harness.events import where_stopped
+    from harness.results.events import where_stopped
 
     stopped = where_stopped(directory)
     if stopped:
@@ -180,8 +180,8 @@ def compare_cmd(
     dir_a: Path, dir_b: Path, pairs: tuple[str, ...], resamples: int, seed: int, out: Path | None
 ) -> None:
     """Compare two results directories with paired tests on their shared test images."""
-    from harness import stats
-    from harness.atomic import write_text_atomic
+    from harness.core.atomic import write_text_atomic
+    from harness.evaluation import stats
     from harness.exports import classes_of, fmt_p
     from harness.exports.compare import (
         compare_runs,
@@ -189,7 +189,7 @@ def compare_cmd(
         match_pairs,
         setting_differences,
     )
-    from harness.store import ResultsStore
+    from harness.results.store import ResultsStore
 
     try:
         with ResultsStore.open(dir_a, create=False) as sa:

@@ -8,13 +8,13 @@ from pathlib import Path
 import click
 
 from harness.commands import console, fail
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 
 
 def _generate(name: str, options: tuple[str, ...], classes: tuple[str, ...], n: int, seed: int):
     import numpy as np
 
-    from harness.phantoms import phantom_seed
+    from harness.core.rng import derive_seed
     from harness.plugins import make_registry
     from harness.spec import parse_option_args
 
@@ -22,13 +22,13 @@ def _generate(name: str, options: tuple[str, ...], classes: tuple[str, ...], n: 
     synth = make_registry().create("synthesizer", name, opts)
     texts = {}
     for label in classes:
-        rng = np.random.default_rng(phantom_seed("synth", name, label, seed))
+        rng = np.random.default_rng(derive_seed("synth", name, label, seed))
         texts[label] = synth.synthesize(label, n, rng)
     return synth, texts
 
 
 def _classes(value: str | None) -> tuple[str, ...]:
-    from harness.labels import PHANTOM8_CLASSES
+    from harness.data.labels import PHANTOM8_CLASSES
 
     return tuple(c.strip() for c in value.split(",")) if value else PHANTOM8_CLASSES
 
@@ -55,8 +55,8 @@ def synth(ctx, synthesizer, options, classes, n, seed, out) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
-    from harness.atomic import write_text_atomic
-    from harness.synth_audit import audit_texts, render_audit_table
+    from harness.core.atomic import write_text_atomic
+    from harness.text.audit import audit_texts, render_audit_table
 
     try:
         with console.status(f"synthesizing {n} texts per class with {synthesizer}"):
@@ -103,7 +103,7 @@ def _print_rejections(records: list[dict], limit: int = 10) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 def audit(path, synthesizer, options, classes, n, seed) -> None:
     """Per class: count, uniqueness, length, and the share mentioning another class."""
-    from harness.synth_audit import audit_texts, render_audit_table
+    from harness.text.audit import audit_texts, render_audit_table
 
     try:
         if path is not None:

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from harness import stats
-from harness.atomic import write_text_atomic
+from harness.core.atomic import write_text_atomic
+from harness.evaluation import stats
 from harness.exports.common import COLUMNS, Rows, classes_of, fmt_p, fmt_params, ordered
 from harness.exports.data import predictions_jsonl, results_csv, results_json
 from harness.exports.latex import latex_document, leaderboard_latex, tex_escape
@@ -28,7 +28,8 @@ from harness.exports.plots import write_plots
 def analyse(
     rows: Rows, provenance: Mapping[str, Any], n_resamples: int = 1000, seed: int = 0
 ) -> dict[str, Any]:
-    """:func:`harness.stats.analyse` with the benchmark's classes taken from the provenance."""
+    """:func:`harness.evaluation.stats.analyse` with the benchmark's classes taken from the
+    provenance."""
     return stats.analyse(rows, classes_of(rows, provenance), n_resamples, seed)
 
 

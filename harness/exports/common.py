@@ -12,7 +12,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("rouge_l", "ROUGE-L"),
     ("invalid_rate", "Invalid"),
 )
-# Mirrors harness.metrics.METRICS[*].higher_is_better without importing scikit-learn (2 s),
+# Mirrors harness.evaluation.metrics.METRICS[*].higher_is_better without importing scikit-learn (2
+# s),
 # which would dominate `harness report`.
 HIGHER = {"macro_f1": True, "accuracy": True, "rouge_l": True, "invalid_rate": False}
 SMALL_CLASS = 30

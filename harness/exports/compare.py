@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from harness import stats
-from harness.errors import DataError
+from harness.core.errors import DataError
+from harness.evaluation import stats
 from harness.exports.common import fmt_p
 
 Row = Mapping[str, Any]

@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from harness import stats
+from harness.evaluation import stats
 from harness.exports.common import (
     COLUMNS,
     SMALL_CLASS,

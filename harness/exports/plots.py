@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from harness import stats
+from harness.evaluation import stats
 from harness.exports.common import COLUMNS, Rows, ordered, slug
 
 

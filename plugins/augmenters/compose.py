@@ -16,7 +16,7 @@ from PIL import Image
 from pydantic import Field, field_validator
 
 from harness.components import Augmenter, Options
-from harness.errors import OptionError, PluginError
+from harness.core.errors import OptionError, PluginError
 from harness.hookspecs import hookimpl
 
 

@@ -10,7 +10,7 @@ from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 from pydantic import Field
 
 from harness.components import Augmenter, Options
-from harness.errors import DataError
+from harness.core.errors import DataError
 from harness.hookspecs import hookimpl
 
 _SUPPORTED = ("L", "LA", "RGB", "RGBA")

@@ -3,11 +3,11 @@ result). Frozen: its seed and sizes never follow a run's ``--seed``."""
 
 from __future__ import annotations
 
-from harness.benchmark import Benchmark, fingerprint
 from harness.components import BenchmarkSource
+from harness.data.benchmark import Benchmark, fingerprint
+from harness.data.labels import PHANTOM8_CLASSES
+from harness.data.phantoms import phantom8_split
 from harness.hookspecs import hookimpl
-from harness.labels import PHANTOM8_CLASSES
-from harness.phantoms import phantom8_split
 
 NAME = "phantom8"
 SEED = 20241125

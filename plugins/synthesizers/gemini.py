@@ -46,9 +46,10 @@ import numpy as np
 from pydantic import Field
 
 from harness import components
-from harness.atomic import write_text_atomic
-from harness.errors import SynthesisError
+from harness.core.atomic import write_text_atomic
+from harness.core.errors import SynthesisError
 from harness.hookspecs import hookimpl
+from harness.text.ontology import keywords_by_class, load_ontology
 
 from .gemini_replies import classify, reply_text
 from .gemini_text import (
@@ -57,7 +58,6 @@ from .gemini_text import (
     rejection_summary,
     screen_items,
 )
-from .template import keywords_by_class, load_ontology
 
 logger = logging.getLogger(__name__)
 

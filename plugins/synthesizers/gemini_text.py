@@ -9,9 +9,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.synth_audit import other_class_keywords
-
-from .template import ClassEntry, Ontology, keywords_by_class
+from harness.text.audit import other_class_keywords
+from harness.text.ontology import ClassEntry, Ontology, keywords_by_class
 
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
 _MARKUP = re.compile(r"[*#_`]+")

@@ -1,6 +1,7 @@
 """The ``prompts`` synthesizer: varied user instructions for training-time prompt diversity.
 
-Training only on the fixed evaluation prompt (``harness.prompts.eval_prompt``) lets a model key on
+Training only on the fixed evaluation prompt (``harness.model.prompts.eval_prompt``) lets a model
+key on
 its exact wording. ``synthesize_prompts`` writes variants ranging from short questions to
 multi-sentence requests. Every variant keeps what the answer parser depends on:
 
@@ -20,9 +21,9 @@ import numpy as np
 from pydantic import Field
 
 from harness import components
-from harness.errors import SynthesisError
+from harness.core.errors import SynthesisError
+from harness.data.labels import PHANTOM8_CLASSES
 from harness.hookspecs import hookimpl
-from harness.labels import PHANTOM8_CLASSES
 
 CONTRACT_CLASS_LINE = "Class: <category>"
 CONTRACT_EXPLANATION_PREFIX = "Explanation:"

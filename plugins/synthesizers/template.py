@@ -1,7 +1,7 @@
 """The ``template`` synthesizer: offline, seeded radiology reports built from an ontology.
 
-The ontology (``ontology.toml`` next to this module, or a user TOML/JSON file of the same shape)
-holds, per class: a group name, subtypes, synonyms, typical findings, location notes and which
+The ontology (``harness.text.ontology``: the built-in one, or a user TOML/JSON file) holds,
+per class: a group name, subtypes, synonyms, typical findings, location notes and which
 lateralities / lobes / zones apply, plus shared confidence phrases and report skeletons. A
 report picks a skeleton (finding-first or impression-first), fills its slots ({finding},
 {location}, {confidence}, {synonym}, {synonym2}) and then the nested anatomical placeholders
@@ -12,177 +12,28 @@ report picks a skeleton (finding-first or impression-first), fills its slots ({f
 * sentences are in sentence case, end with exactly one period, with single spaces.
 
 ``class_keywords(label)`` (group name + subtypes, lowercase) is what the other synthesizers and
-``harness.synth_audit`` use to detect texts that mention another class. ``oracle_report(label)``
+``harness.text.audit`` use to detect texts that mention another class. ``oracle_report(label)``
 is one canonical report per class (first choice everywhere), used as the ROUGE-L "template
 oracle" baseline.
 """
 
 from __future__ import annotations
 
-import json
-import re
-import tomllib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from functools import lru_cache
-from importlib import resources
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 from pydantic import Field, model_validator
 
 from harness import components
-from harness.errors import OptionError, SynthesisError
+from harness.core.errors import SynthesisError
 from harness.hookspecs import hookimpl
-
-_SLOT_NAMES = ("finding", "location", "confidence", "synonym", "synonym2")
-_PLACE_NAMES = ("laterality", "lobe", "zone")
-_PLACEHOLDER = re.compile(r"\{(\w+)\}")
-_LIST_FIELDS = ("subtypes", "synonyms", "findings", "locations", "lateralities", "lobes", "zones")
-
-
-@dataclass(frozen=True)
-class ClassEntry:
-    """One class of the ontology."""
-
-    label: str
-    group: str
-    subtypes: tuple[str, ...]
-    synonyms: tuple[str, ...]
-    findings: tuple[str, ...]
-    locations: tuple[str, ...]
-    lateralities: tuple[str, ...]
-    lobes: tuple[str, ...]
-    zones: tuple[str, ...]
-
-    @property
-    def keywords(self) -> set[str]:
-        return {self.group.lower(), *(s.lower() for s in self.subtypes)}
-
-
-@dataclass(frozen=True)
-class Ontology:
-    """Classes plus shared confidence phrases and report skeletons."""
-
-    classes: dict[str, ClassEntry]
-    confidence: tuple[str, ...]
-    templates: tuple[tuple[str, ...], ...]
-    source: str
-
-    def entry(self, label: str) -> ClassEntry:
-        try:
-            return self.classes[label]
-        except KeyError:
-            raise SynthesisError(
-                f"No ontology entry for class {label!r} in {self.source}; "
-                f"known: {', '.join(self.classes)}."
-            ) from None
-
-
-def _str_list(raw: Any, where: str, source: str) -> tuple[str, ...]:
-    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
-        raise OptionError(f"ontology {source}: {where} must be a list of strings.")
-    return tuple(x.strip() for x in raw if x.strip())
-
-
-def _check_placeholders(text: str, allowed: set[str], where: str, source: str) -> None:
-    unknown = set(_PLACEHOLDER.findall(text)) - allowed
-    if unknown or text.count("{") != text.count("}"):
-        raise OptionError(
-            f"ontology {source}: {where} has unknown or broken placeholders "
-            f"{sorted(unknown) or text!r}; allowed: {sorted(allowed)}."
-        )
-
-
-def _parse(data: Any, source: str, fallback: Ontology | None) -> Ontology:
-    if not isinstance(data, dict) or not isinstance(data.get("classes"), dict):
-        raise OptionError(f"ontology {source}: expected a top-level 'classes' table.")
-    shared = data.get("shared") or {}
-    if fallback is not None:
-        confidence = fallback.confidence
-        templates: tuple[tuple[str, ...], ...] = fallback.templates
-    if "confidence" in shared or fallback is None:
-        confidence = _str_list(shared.get("confidence"), "shared.confidence", source)
-    if "templates" in shared or fallback is None:
-        raw_templates = shared.get("templates")
-        if not isinstance(raw_templates, list) or not raw_templates:
-            raise OptionError(f"ontology {source}: shared.templates must be a non-empty list.")
-        templates = tuple(
-            _str_list(t, f"shared.templates[{i}]", source) for i, t in enumerate(raw_templates)
-        )
-    if not confidence:
-        raise OptionError(f"ontology {source}: shared.confidence is empty.")
-    for i, tpl in enumerate(templates):
-        if not tpl or "{finding}" not in tpl:
-            raise OptionError(f"ontology {source}: template {i} needs a '{{finding}}' sentence.")
-        for sentence in tpl:
-            _check_placeholders(sentence, set(_SLOT_NAMES), f"template {i}", source)
-
-    classes: dict[str, ClassEntry] = {}
-    for label, raw in data["classes"].items():
-        if not isinstance(raw, dict) or not isinstance(raw.get("group"), str):
-            raise OptionError(f"ontology {source}: class {label!r} needs a 'group' string.")
-        lists = {f: _str_list(raw.get(f, []), f"{label}.{f}", source) for f in _LIST_FIELDS}
-        for required in ("synonyms", "findings", "locations"):
-            if not lists[required]:
-                raise OptionError(f"ontology {source}: class {label!r} has no {required}.")
-        bad_sides = set(lists["lateralities"]) - {"right", "left", "bilateral"}
-        bad_lobes = set(lists["lobes"]) - {"upper", "middle", "lower"}
-        if bad_sides or bad_lobes:
-            raise OptionError(
-                f"ontology {source}: class {label!r} has unknown lateralities/lobes "
-                f"{sorted(bad_sides | bad_lobes)}."
-            )
-        available = {"laterality"} if lists["lateralities"] else set()
-        if lists["lateralities"] and lists["lobes"]:
-            available.add("lobe")
-        if lists["lateralities"] and lists["zones"]:
-            available.add("zone")
-        for field in ("synonyms", "findings", "locations"):
-            for text in lists[field]:
-                _check_placeholders(text, available, f"{label}.{field}", source)
-        classes[label] = ClassEntry(label=label, group=raw["group"].strip(), **lists)
-    return Ontology(classes=classes, confidence=confidence, templates=templates, source=source)
-
-
-@lru_cache(maxsize=1)
-def default_ontology() -> Ontology:
-    """The built-in ontology shipped as ``ontology.toml``."""
-    text = resources.files(__package__).joinpath("ontology.toml").read_text(encoding="utf-8")
-    return _parse(tomllib.loads(text), "built-in ontology.toml", None)
-
-
-def load_ontology(path: str | Path | None = None) -> Ontology:
-    """Load a user ontology (TOML or JSON); ``None`` gives the built-in one.
-
-    A user file must have a ``classes`` table; its ``shared`` section is optional and falls back
-    to the built-in confidence phrases and skeletons. Raises ``OptionError`` naming the path.
-    """
-    if path is None:
-        return default_ontology()
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise OptionError(f"ontology file not found: {str(p)!r}.")
-    try:
-        if p.suffix.lower() == ".json":
-            data = json.loads(p.read_text(encoding="utf-8"))
-        else:
-            data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise OptionError(f"ontology file {str(p)!r} cannot be parsed: {exc}") from None
-    return _parse(data, repr(str(p)), default_ontology())
-
-
-def class_keywords(label: str, ontology: Ontology | None = None) -> set[str]:
-    """Group name and subtypes of ``label``, lowercase."""
-    return (ontology or default_ontology()).entry(label).keywords
-
-
-def keywords_by_class(ontology: Ontology | None = None) -> dict[str, set[str]]:
-    """``class_keywords`` for every class of the ontology."""
-    onto = ontology or default_ontology()
-    return {label: entry.keywords for label, entry in onto.classes.items()}
+from harness.text.ontology import (
+    ClassEntry,
+    Ontology,
+    class_keywords,
+    default_ontology,
+    load_ontology,
+)
 
 
 class _Picker:

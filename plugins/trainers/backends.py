@@ -12,8 +12,8 @@ import importlib.util
 from typing import Any, NamedTuple
 
 from cxr_harness_plugins.trainers.unsloth_backend import unsloth_cannot_honour
-from harness.errors import BackendUnavailableError, OptionError
-from harness.modeling import four_bit_unavailable
+from harness.core.errors import BackendUnavailableError, OptionError
+from harness.model.loading import four_bit_unavailable
 
 
 class BackendChoice(NamedTuple):

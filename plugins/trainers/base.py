@@ -9,9 +9,9 @@ from pathlib import Path
 from pydantic import Field
 
 from harness.components import Options, TrainContext, Trainer, TrainResult
-from harness.data import Sample
+from harness.data.sample import Sample
 from harness.hookspecs import hookimpl
-from harness.modeling import ModelSpec, load_base
+from harness.model.loading import ModelSpec, load_base
 
 
 class BaseTrainer(Trainer):
@@ -52,10 +52,10 @@ class AdapterTrainer(Trainer):
     def preflight(self) -> None:
         """The folder is an adapter, and its base can be loaded here the way its run did
         (a 4-bit run's base in 4-bit: CUDA and bitsandbytes)."""
-        from harness.adapters import check_adapter_dir, check_base_loadable
+        from harness.model.adapters import check_adapter_dir, check_base_loadable
 
         if not self.options.path:
-            from harness.errors import OptionError
+            from harness.core.errors import OptionError
 
             raise OptionError("trainer adapter: set the adapter folder with trainer.path=DIR")
         path = Path(self.options.path)
@@ -70,7 +70,7 @@ class AdapterTrainer(Trainer):
         workdir: Path,
         context: TrainContext,
     ) -> TrainResult:
-        from harness.adapters import base_load_of, load_with_adapter, read_card
+        from harness.model.adapters import base_load_of, load_with_adapter, read_card
 
         t0 = time.perf_counter()
         path = Path(self.options.path)

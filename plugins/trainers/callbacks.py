@@ -8,7 +8,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from harness.components import TrainContext
-from harness.data import Sample
+from harness.data.sample import Sample
 
 
 class EvalCallback(TrainerCallback):

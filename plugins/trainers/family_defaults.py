@@ -1,6 +1,6 @@
 """Recommended LoRA-family options per model family, owned by the trainers that use them.
 
-The host knows model families only by their preset name (``harness.modeling.Preset.name``); it
+The host knows model families only by their preset name (``harness.model.loading.Preset.name``); it
 asks each trainer for its defaults (``Trainer.model_defaults``), and ``-o`` always wins.
 """
 

@@ -25,10 +25,10 @@ from cxr_harness_plugins.trainers.backends import (
     resolve_backend,
 )
 from harness.components import Options, TrainContext, Trainer, TrainResult
-from harness.data import Sample
-from harness.errors import OptionError
+from harness.core.errors import OptionError
+from harness.data.sample import Sample
 from harness.hookspecs import hookimpl
-from harness.modeling import ModelSpec, load_base
+from harness.model.loading import ModelSpec, load_base
 
 # Module-name patterns by group, as Unsloth's finetune_* flags split them (Qwen2.5-VL names).
 GROUP_PATTERNS: dict[tuple[str, str], str] = {
@@ -250,9 +250,9 @@ class LoraTrainer(Trainer):
         from trl import SFTTrainer
 
         from cxr_harness_plugins.trainers.callbacks import EvalCallback
-        from harness.adapters import write_card
-        from harness.prompts import format_answer
-        from harness.sft import collate_sft
+        from harness.model.adapters import write_card
+        from harness.model.prompts import format_answer
+        from harness.model.sft import collate_sft
 
         backend, model, processor, collate_fn, pattern, modules, reason = loaded
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from harness.errors import BackendUnavailableError
-from harness.modeling import ModelSpec, resolve_model_path
-from harness.prompts import SYSTEM_PROMPT
+from harness.core.errors import BackendUnavailableError
+from harness.model.loading import ModelSpec, resolve_model_path
+from harness.model.prompts import SYSTEM_PROMPT
 
 # PEFT flags the unsloth call below passes through; any other (DoRA, a plugin's) would be dropped.
 PASSED_PEFT_FLAGS = ("use_rslora",)
@@ -64,8 +64,8 @@ def load_unsloth(
     except Exception as exc:  # unsloth raises plain exceptions on unsupported setups
         raise BackendUnavailableError(f"trainer.backend=unsloth failed to import: {exc}") from exc
 
-    from harness.fastpath import apply_fast_paths
-    from harness.processing import load_processor
+    from harness.model.fastpath import apply_fast_paths
+    from harness.model.processing import load_processor
 
     lo, hi = model_spec.pixels
     path = resolve_model_path(model_spec)

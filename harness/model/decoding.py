@@ -1,0 +1,93 @@
+"""Greedy generation with fixed shapes: a static KV cache, optionally with a compiled decode step.
+
+A compiled decode step (CUDA graphs) is only fast if its shapes never change, or every new shape
+costs a fresh compilation. So every batch here has the same number of rows (the last batch is
+padded with copies of its last row, whose answers are dropped) and every prompt is left-padded to
+a multiple of ``PAD_MULTIPLE`` tokens. Samples are bucketed by prompt length first, so padding
+stays small when prompts vary, and answers are returned in the input order.
+
+Decode steps run on `harness.model.fastpath.decode_attention` (grouped-query attention packed, also
+when compiled). Padding is masked out, so greedy answers equal the plain path's (checked in fp32 on
+the tiny model by ``tests/test_fast_eval.py``). As in the plain path, a batch stops as soon as
+every row has emitted end-of-turn (the checkpoint's generation config names it as end-of-sequence).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from harness.core.errors import BackendUnavailableError
+
+PAD_MULTIPLE = 64
+
+
+def _pad_left(inputs: Any, multiple: int, pad_id: int) -> Any:
+    import torch
+
+    extra = -inputs["input_ids"].shape[1] % multiple
+    if not extra:
+        return inputs
+    rows = inputs["input_ids"].shape[0]
+    for key, value in (("input_ids", pad_id), ("attention_mask", 0), ("mm_token_type_ids", 0)):
+        if key in inputs:
+            t = inputs[key]
+            pad = torch.full((rows, extra), value, dtype=t.dtype, device=t.device)
+            inputs[key] = torch.cat([pad, t], dim=1)
+    return inputs
+
+
+def generate_static(
+    model: Any,
+    processor: Any,
+    images: Sequence[Any],
+    prompts: Sequence[str],
+    config: Any,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[str]:
+    """Greedy answers in input order; see the module docstring. `config` is a GenerationConfig."""
+    import torch
+    from transformers import CompileConfig
+
+    from harness.model.batching import prefetched
+    from harness.model.fastpath.decode_attention import decode_attention
+    from harness.model.fastpath.fast_pixels import encode_prompts_fast
+    from harness.model.sft import render_prompt
+
+    device = next(model.parameters()).device
+    compiled = config.decoding == "compiled"
+    if compiled and device.type != "cuda":
+        raise BackendUnavailableError("--decoding compiled needs a CUDA GPU; use static or plain")
+    tokenizer = getattr(processor, "tokenizer", processor)
+    lengths = {p: len(tokenizer(render_prompt(processor, p, True))["input_ids"]) for p in prompts}
+    order = sorted(range(len(prompts)), key=lambda i: lengths[prompts[i]])
+    size = config.batch_size
+    batches = [order[i : i + size] for i in range(0, len(order), size)]
+    extra: dict[str, Any] = {"cache_implementation": "static", "disable_compile": not compiled}
+    if compiled:
+        extra["compile_config"] = CompileConfig(fullgraph=False, dynamic=False)
+
+    def encode(rows: list[int]) -> Any:
+        rows = rows + [rows[-1]] * (size - len(rows))  # same shape for every batch
+        imgs, texts = [images[i] for i in rows], [prompts[i] for i in rows]
+        batch = encode_prompts_fast(processor, imgs, texts, device)
+        return _pad_left(batch, PAD_MULTIPLE, tokenizer.pad_token_id)
+
+    answers: dict[int, str] = {}
+    with decode_attention(model):  # GQA packed in decode steps, also when compiled
+        for rows, inputs in prefetched(batches, encode):  # next batches encode during this one
+            with torch.inference_mode():
+                out = model.generate(
+                    **inputs,
+                    max_new_tokens=config.max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=tokenizer.pad_token_id,
+                    **extra,
+                )
+            texts = tokenizer.batch_decode(
+                out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
+            )
+            answers.update(zip(rows, texts, strict=False))
+            if on_batch is not None:
+                on_batch(len(rows))
+    return [answers[i] for i in range(len(prompts))]
