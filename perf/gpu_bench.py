@@ -20,7 +20,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-# The seed-like rsLoRA recipe every GPU measurement trains (issue 7's baseline).
+# The seed-like rsLoRA recipe every GPU measurement trains (the speed baseline).
 SEED_LIKE = {
     "r": 16,
     "alpha": 16,

@@ -157,7 +157,7 @@ def test_library_reload_gives_exactly_the_runs_metrics_and_answers(lora_run):
 
 
 def test_likelihood_scoring_agrees_with_every_valid_greedy_answer(lora_run):
-    """Issue 7: the label ranked first by log-likelihood is the one greedy decoding wrote,
+    """The label ranked first by log-likelihood is the one greedy decoding wrote,
     wherever the greedy answer is a valid label; static decoding gives the same answers."""
     torch.set_num_threads(1)
     row, doc = lora_run["row"], lora_run["doc"]

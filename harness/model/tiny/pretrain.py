@@ -27,14 +27,10 @@ import torch
 from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessorPil
 
 from harness.core.errors import ModelError
+from harness.core.rng import derive_seed
 from harness.data.labels import PHANTOM8_CLASSES
-from harness.data.phantoms import (
-    Phantom,
-    derive_seed,
-    describe_anatomy,
-    describe_quality,
-    render_phantom,
-)
+from harness.data.phantom_text import describe_anatomy, describe_quality
+from harness.data.phantoms import Phantom, render_phantom
 from harness.model.processing import ImageOnlyQwen2_5_VLProcessor
 from harness.model.sft import Example, collate_sft, encode_prompts
 from harness.model.tiny import config as tc
@@ -116,7 +112,7 @@ def image_example(rng: random.Random, pool: Pool, anatomy: bool | None = None) -
     if anatomy is None:
         anatomy = rng.random() < 0.75
     if anatomy:
-        return phantom.image, rng.choice(ANATOMY_PROMPTS), describe_anatomy(phantom)
+        return phantom.image, rng.choice(ANATOMY_PROMPTS), describe_anatomy(phantom.findings)
     return phantom.image, rng.choice(QUALITY_PROMPTS), describe_quality(phantom.findings)
 
 
@@ -126,7 +122,7 @@ def tokenizer_texts() -> list[str]:
     for label in PHANTOM8_CLASSES:
         for i in range(40):
             ph = render_phantom(label, derive_seed("pretrain", "tokenizer", label, i))
-            texts += [ph.report, describe_anatomy(ph), describe_quality(ph.findings)]
+            texts += [ph.report, describe_anatomy(ph.findings), describe_quality(ph.findings)]
     return texts
 
 
@@ -164,7 +160,7 @@ def _gate_examples() -> list[tuple[Example, str]]:
     out = []
     for label in PHANTOM8_CLASSES:
         for phantom in pool[label]:
-            answer = describe_anatomy(phantom)
+            answer = describe_anatomy(phantom.findings)
             example = (phantom.image, rng.choice(ANATOMY_PROMPTS), answer)
             out.append((example, answer.split(". ")[-1].strip()))
     return out
