@@ -8,12 +8,11 @@ import warnings
 from pathlib import Path
 
 import click
-from rich.progress import Progress
 from rich.table import Table
 
 from harness.benchmarks import DEFAULT_BENCHMARK
 from harness.commands import console, err_console, eval_options, fail, set_torch_threads
-from harness.commands.progress import RichProgress, progress_columns
+from harness.commands.progress import progress_sink
 from harness.core.errors import HarnessError
 
 
@@ -237,8 +236,8 @@ def bench(
 
             print_plan(plan, registry)
             return
-        with Progress(*progress_columns(), console=console, transient=False) as progress:
-            result = run_bench(spec, registry, RichProgress(progress), plan)
+        with progress_sink(console) as progress:
+            result = run_bench(spec, registry, progress, plan)
     except HarnessError as exc:
         fail(exc)
     except KeyboardInterrupt:

@@ -85,7 +85,8 @@ class TrainContext:
     classes: tuple[str, ...]
     prompt: str
     evaluate: Callable[[Any, Any, list[Sample]], Any]
-    progress: Callable[[int, int], None] | None = None
+    # progress(step, total, loss): loss is the latest logged training loss, or None
+    progress: Callable[[int, int, float | None], None] | None = None
 
 
 @dataclass

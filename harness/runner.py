@@ -47,7 +47,9 @@ from harness.training.trainset import attach_texts, augment
 
 class Task(Protocol):
     def advance(self, n: int = 1) -> None: ...
-    def update(self, completed: int, total: int | None = None) -> None: ...
+    def update(
+        self, completed: int, total: int | None = None, loss: float | None = None
+    ) -> None: ...
     def finish(self) -> None: ...
 
 
@@ -62,7 +64,7 @@ class _NullTask:
     def advance(self, n: int = 1) -> None:
         pass
 
-    def update(self, completed: int, total: int | None = None) -> None:
+    def update(self, completed: int, total: int | None = None, loss: float | None = None) -> None:
         pass
 
     def finish(self) -> None:
@@ -280,7 +282,7 @@ def run_configuration(
         evaluate=lambda model, processor, samples: evaluate(
             model, processor, samples, prompt, bench.classes, gen
         ),
-        progress=lambda step, total: train_task.update(step, total),
+        progress=lambda step, total, loss=None: train_task.update(step, total, loss),
     )
     trained = trainer.train(spec.model, train_set, val_set, workdir, context)
     train_task.finish()

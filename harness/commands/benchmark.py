@@ -6,33 +6,33 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from harness.commands import console, fail
+from harness.commands.progress import progress_sink
 from harness.core.errors import HarnessError
 
 
 @contextmanager
 def progress_callback() -> Iterator[object]:
-    """A Rich progress bar, driven by the library's ``progress(stage, done, total)`` callback."""
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    tasks: dict[str, int] = {}
-    with Progress(*columns, console=console, transient=False) as bar:
+    """Progress driven by the library's ``progress(stage, done, total)`` callback: Rich bars in a
+    terminal, plain timestamped lines in a log."""
+    tasks: dict[str, Any] = {}
+    with progress_sink(console) as sink:
 
         def report(stage: str, done: int, total: int) -> None:
             if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
+                tasks[stage] = sink.start(stage, total)
+            tasks[stage].update(done, total)
+            if done >= total:
+                tasks[stage].finish()
 
         yield report
+        for task in tasks.values():
+            task.finish()
 
 
 root_option = click.option(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.progress import Progress
 from rich.table import Table
 
 from harness.benchmarks import DEFAULT_BENCHMARK
@@ -63,7 +62,7 @@ def evaluate_cmd(
     A one-configuration plan: it writes the same run folder as `bench` (store, leaderboard,
     results.json, predictions), which `harness report` and `harness compare` read.
     """
-    from harness.commands.progress import RichProgress, progress_columns
+    from harness.commands.progress import progress_sink
     from harness.commands.report import print_leaderboard
     from harness.exports import analyse
     from harness.model.adapters import check_adapter_dir, read_card
@@ -100,8 +99,8 @@ def evaluate_cmd(
         )
         registry = make_registry()
         plan = make_plan(spec, registry)
-        with Progress(*progress_columns(), console=console) as progress:
-            result = run_bench(spec, registry, RichProgress(progress), plan)
+        with progress_sink(console) as progress:
+            result = run_bench(spec, registry, progress, plan)
         row = result.rows[0]
         parity = _merge_parity(spec, adapter, merge_parity) if adapter and merge_parity else None
     except HarnessError as exc:

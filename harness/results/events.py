@@ -44,8 +44,8 @@ class _LoggedTask:
     def advance(self, n: int = 1) -> None:
         self.inner.advance(n)
 
-    def update(self, completed: int, total: int | None = None) -> None:
-        self.inner.update(completed, total)
+    def update(self, completed: int, total: int | None = None, loss: float | None = None) -> None:
+        self.inner.update(completed, total, loss)
 
     def finish(self) -> None:
         self.inner.finish()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +74,28 @@ class EvalCallback(TrainerCallback):
             "stopped_early_at": self.stopped_early_at,
             "evaluations": len(self.log),
         }
+
+
+class ProgressCallback(TrainerCallback):
+    """Reports every optimiser step with the latest logged loss to the runner's progress, and
+    keeps every training log (loss, learning rate, grad norm) as the run's history.
+
+    In-training evaluations logged through the trainer (``eval_*`` keys) are left out of the
+    history: :class:`EvalCallback` records them itself, with its save/gate flags.
+    """
+
+    def __init__(self, progress: Callable[..., None] | None, total: int) -> None:
+        self.progress, self.total = progress, total
+        self.history: list[dict[str, Any]] = []
+        self.loss: float | None = None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
+        if not logs or any(k.startswith("eval_") for k in logs):
+            return
+        self.history.append({"step": state.global_step, **logs})
+        if isinstance(logs.get("loss"), int | float):
+            self.loss = float(logs["loss"])
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        if self.progress is not None:
+            self.progress(state.global_step, self.total, self.loss)

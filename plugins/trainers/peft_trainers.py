@@ -246,10 +246,10 @@ class LoraTrainer(Trainer):
     ) -> TrainResult:
         from datasets import Dataset
         from peft import load_peft_weights, set_peft_model_state_dict
-        from transformers import PrinterCallback, TrainerCallback
+        from transformers import PrinterCallback
         from trl import SFTTrainer
 
-        from cxr_harness_plugins.trainers.callbacks import EvalCallback
+        from cxr_harness_plugins.trainers.callbacks import EvalCallback, ProgressCallback
         from harness.model.adapters import write_card
         from harness.model.prompts import format_answer
         from harness.model.sft import collate_sft
@@ -265,19 +265,8 @@ class LoraTrainer(Trainer):
             return collate_fn(batch) if collate_fn else collate_sft(processor, batch)
 
         steps = total_steps(opts, len(examples))
-        history: list[dict[str, Any]] = []
-        progress = context.progress
-
-        class Progress(TrainerCallback):
-            def on_step_end(self, _args, state, _control, **_kw):  # noqa: ANN001
-                if progress is not None:
-                    progress(state.global_step, steps)
-
-            def on_log(self, _args, state, _control, logs=None, **_kw):  # noqa: ANN001
-                if logs:
-                    history.append({"step": state.global_step, **logs})
-
-        callbacks: list[Any] = [Progress()]
+        progress = ProgressCallback(context.progress, steps)
+        callbacks: list[Any] = [progress]
         best_dir = workdir / "best"
         evaluator = None
         if opts.eval_every:
@@ -310,6 +299,7 @@ class LoraTrainer(Trainer):
         t0 = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - t0
+        history = progress.history
         model = trainer.model
         model.eval()
         adapter_dir: Path | None = workdir / "adapter"
