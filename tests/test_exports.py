@@ -152,7 +152,7 @@ def test_markdown_has_cis_paired_tests_seeds_caveats_and_provenance(outputs: Pat
         " ± ",
         "majority-class baseline",
         "## Paired tests against base",
-        "## Across training seeds (mean ± sd)",
+        "## Across training seeds (mean ± sd [95% CI over seeds and images])",
         "Excluded classes: hernia",
         "near_duplicates_removed 3",
         "fewer than 30 test images",

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.evaluation import seeds, stats
+from harness.evaluation import analysis, seeds, stats
 
 CLS = ("a", "b", "c")
 
@@ -39,14 +39,14 @@ def test_point_metrics_match_hand_worked_example() -> None:
 
 def test_per_class_and_confusion_match_hand_worked_example() -> None:
     enc = stats.encode(HAND, CLS)
-    rows = {r["class"]: r for r in stats.per_class(enc)}
+    rows = {r["class"]: r for r in analysis.per_class(enc)}
     assert rows["a"]["precision"] == 1.0 and rows["a"]["recall"] == 0.5
     assert rows["a"]["f1"] == pytest.approx(2 / 3)
     assert (rows["b"]["precision"], rows["b"]["recall"], rows["b"]["f1"]) == (0.5, 0.5, 0.5)
     assert rows["b"]["invalid"] == 1 and rows["b"]["support"] == 2 and rows["b"]["predicted"] == 2
     assert rows["c"]["f1"] == 1.0
     expected = np.array([[1, 1, 0, 0], [0, 1, 0, 1], [0, 0, 1, 0]])  # columns a, b, c, invalid
-    np.testing.assert_array_equal(stats.confusion_matrix(enc), expected)
+    np.testing.assert_array_equal(analysis.confusion_matrix(enc), expected)
 
 
 def test_matches_sklearn_based_metrics_module() -> None:
@@ -59,7 +59,7 @@ def test_matches_sklearn_based_metrics_module() -> None:
     for k, v in ref.items():
         assert ours[k] == pytest.approx(v)
     np.testing.assert_array_equal(
-        stats.confusion_matrix(stats.encode(HAND, CLS)), confusion(true, pred, CLS)
+        analysis.confusion_matrix(stats.encode(HAND, CLS)), confusion(true, pred, CLS)
     )
 
 

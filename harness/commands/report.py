@@ -13,6 +13,7 @@ from rich.table import Table
 
 from harness.commands import console, fail
 from harness.core.errors import DataError, HarnessError
+from harness.evaluation.correction import CORRECTIONS, DEFAULT_CORRECTION
 
 _DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 
@@ -26,11 +27,17 @@ def report_table(
     """The terminal leaderboard, the same for `bench` and `report`: metrics with 95% CIs (and
     reference coverage), the paired test against base, trainable parameters, training time and
     the reference baselines."""
-    from harness.exports import COLUMNS, fmt_p, fmt_params, ordered
-    from harness.exports.common import cell, coverage_note, coverage_suffix
+    from harness.exports import COLUMNS, fmt_params, ordered
+    from harness.exports.common import (
+        cell,
+        correction_note,
+        coverage_note,
+        coverage_suffix,
+        fmt_p_adjusted,
+    )
 
     bench = provenance.get("benchmark", {})
-    note = coverage_note(rows)
+    note = " ".join(x for x in (correction_note(analysis), coverage_note(rows)) if x)
     table = Table(
         title=f"{bench.get('name', '?')} · fingerprint {bench.get('fingerprint', '?')} · "
         f"{bench.get('sizes', {}).get('test', '?')} test images · ± = 95% bootstrap CI half-width",
@@ -54,8 +61,8 @@ def report_table(
             r["config_id"],
             *cells,
             f"{pf.estimate:+.3f}" if pf else "–",
-            fmt_p(pf.p_value) if pf else "–",
-            fmt_p(mc.p_value) if mc else "–",
+            fmt_p_adjusted(pf, analysis, sep="\n") if pf else "–",
+            fmt_p_adjusted(mc, analysis, sep="\n") if mc else "–",
             fmt_params(r.get("trainable_params")) if trained else "–",
             f"{float(r.get('train_seconds') or 0):.1f}" if trained else "–",
         )
@@ -109,9 +116,22 @@ def print_leaderboard(
 )
 @click.option("--resamples", type=click.IntRange(min=100), default=1000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@click.option(
+    "--correction",
+    type=click.Choice(CORRECTIONS),
+    default=DEFAULT_CORRECTION,
+    show_default=True,
+    help="Multiple-comparison correction of the p-values against base, shown next to the raw "
+    "p: holm (family-wise error), bh (Benjamini-Hochberg, false discovery rate) or none.",
+)
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 def report_cmd(
-    directory: Path, out: Path | None, resamples: int, seed: int, no_plots: bool
+    directory: Path,
+    out: Path | None,
+    resamples: int,
+    seed: int,
+    correction: str,
+    no_plots: bool,
 ) -> None:
     """Re-render every report of DIRECTORY from its results.sqlite alone."""
     from harness.exports import analyse, write_all
@@ -123,7 +143,7 @@ def report_cmd(
         if not rows:
             raise DataError(f"{store.path}: no finished configuration to report")
         target = out or directory
-        analysis = analyse(rows, provenance, resamples, seed)
+        analysis = analyse(rows, provenance, resamples, seed, correction)
         written = write_all(
             target,
             rows,

@@ -1,5 +1,7 @@
 """Uncertainty for small held-out sets: bootstrap CIs, paired tests, McNemar (seeds:
-harness.evaluation.seeds).
+harness.evaluation.seeds; over seeds and images: harness.evaluation.hierarchical; correction for
+many comparisons: harness.evaluation.correction; everything for one grid:
+harness.evaluation.analysis).
 
 Every resampling function is seeded and vectorised: a bootstrap is a ``(B, n)`` matrix of
 multinomial resample counts, and each metric is a weighted sum over samples, so Macro-F1 over
@@ -17,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.evaluation.seeds import HEADLINE, aggregate_seeds
+from harness.evaluation.seeds import HEADLINE
 
 DEFAULT_RESAMPLES = 1000
 
@@ -42,7 +44,11 @@ class Interval:
 
 @dataclass(frozen=True)
 class PairedResult:
-    """``estimate`` = metric(b) - metric(a) on the shared images, with a bootstrap CI and p."""
+    """``estimate`` = metric(b) - metric(a) on the shared images, with a bootstrap CI and p.
+
+    ``p_adjusted`` is ``p_value`` corrected for the grid's many comparisons with base
+    (harness.evaluation.correction), set once every comparison of the grid is known.
+    """
 
     metric: str
     estimate: float
@@ -51,6 +57,7 @@ class PairedResult:
     p_value: float
     n: int
     n_resamples: int = DEFAULT_RESAMPLES
+    p_adjusted: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,6 +72,7 @@ class McNemarResult:
     statistic: float
     p_value: float
     method: str
+    p_adjusted: float | None = None  # corrected across the grid, as PairedResult.p_adjusted
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,7 +92,7 @@ def bootstrap_weights(n: int, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 
     return counts.reshape(n_resamples, n).astype(np.float64)
 
 
-def _percentile(boot: np.ndarray, estimate: float, confidence: float) -> Interval:
+def percentile_interval(boot: np.ndarray, estimate: float, confidence: float) -> Interval:
     tail = (1 - confidence) / 2 * 100
     kept = boot[~np.isnan(boot)]  # a resample without any reference has no ROUGE-L
     if not kept.size:
@@ -118,13 +126,13 @@ def bootstrap_ci(
             raise ValueError("metric_fn is required with several per-sample arrays")
         values = arrays[0].astype(np.float64)
         weights = bootstrap_weights(n, n_resamples, seed)
-        return _percentile(weights @ values / n, float(values.mean()), confidence)
+        return percentile_interval(weights @ values / n, float(values.mean()), confidence)
     rng = np.random.default_rng(seed)
     boot = np.empty(n_resamples)
     for i in range(n_resamples):
         idx = rng.integers(0, n, size=n)
         boot[i] = metric_fn(*(a[idx] for a in arrays))
-    return _percentile(boot, float(metric_fn(*arrays)), confidence)
+    return percentile_interval(boot, float(metric_fn(*arrays)), confidence)
 
 
 def _is_text(values: Sequence[Any]) -> bool:
@@ -244,7 +252,7 @@ def metric_intervals(
     w = weights if weights is not None else bootstrap_weights(enc.n, n_resamples, seed)
     boot = weighted_metrics(enc, w)
     point = point_metrics(enc)
-    return {m: _percentile(boot[m], point[m], confidence) for m in boot}
+    return {m: percentile_interval(boot[m], point[m], confidence) for m in boot}
 
 
 # ---------------------------------------------------------------- paired tests
@@ -326,83 +334,3 @@ def mcnemar_encoded(a: Encoded, b: Encoded) -> McNemarResult:
     ids = shared_ids(a, b)
     a, b = a.subset(ids), b.subset(ids)
     return mcnemar(a.true == a.pred, b.true == b.pred)
-
-
-# ---------------------------------------------------------------- per class and seeds
-
-
-def per_class(enc: Encoded) -> list[dict[str, Any]]:
-    """Precision, recall, F1, support and predicted count per class (invalid = wrong)."""
-    k = len(enc.classes)
-    rows = []
-    for c, name in enumerate(enc.classes):
-        tp = int(np.sum((enc.true == c) & (enc.pred == c)))
-        support = int(np.sum(enc.true == c))
-        predicted = int(np.sum(enc.pred == c))
-        prec = tp / predicted if predicted else 0.0
-        rec = tp / support if support else 0.0
-        f1 = 2 * tp / (support + predicted) if support + predicted else 0.0
-        invalid = int(np.sum((enc.true == c) & (enc.pred == k)))
-        rows.append(
-            {
-                "class": name,
-                "precision": prec,
-                "recall": rec,
-                "f1": f1,
-                "support": support,
-                "predicted": predicted,
-                "invalid": invalid,
-            }
-        )
-    return rows
-
-
-def confusion_matrix(enc: Encoded) -> np.ndarray:
-    """Rows = true classes, columns = classes + ``invalid``."""
-    k = len(enc.classes)
-    m = np.zeros((k, k + 1), dtype=np.int64)
-    np.add.at(m, (enc.true, enc.pred), 1)
-    return m
-
-
-def analyse(
-    rows: Sequence[Mapping[str, Any]],
-    classes: Sequence[str],
-    n_resamples: int = DEFAULT_RESAMPLES,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """CIs, paired tests vs base, per-class tables, confusion matrices and seed summaries."""
-    enc = {r["config_id"]: encode(r.get("predictions", []), classes) for r in rows}
-    base = next((r["config_id"] for r in rows if r.get("trainer") == "base"), None)
-    weights: dict[int, np.ndarray] = {}
-    per: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        cid, e = r["config_id"], enc[r["config_id"]]
-        item: dict[str, Any] = {"ci": {}, "paired": {}, "mcnemar": None}
-        if e.n:
-            if e.n not in weights:
-                weights[e.n] = bootstrap_weights(e.n, n_resamples, seed)
-            item["ci"] = metric_intervals(e, weights=weights[e.n])
-            item["per_class"] = per_class(e)
-            item["confusion"] = confusion_matrix(e)
-            item["classes"] = list(e.classes)
-        if base and cid != base and e.n and enc[base].n and shared_ids(enc[base], e):
-            shared = len(shared_ids(enc[base], e))
-            if shared not in weights:
-                weights[shared] = bootstrap_weights(shared, n_resamples, seed)
-            item["paired"] = paired_bootstrap(enc[base], e, weights=weights[shared])
-            item["mcnemar"] = mcnemar_encoded(enc[base], e)
-        for m in HEADLINE:  # a metric the row does not report (e.g. ROUGE-L of likelihood scoring)
-            if m not in r.get("metrics", {}):
-                item["ci"].pop(m, None)
-                item["paired"].pop(m, None)
-        per[cid] = item
-    seeds = aggregate_seeds([r for r in rows if r.get("trainer") != "base"])
-    return {
-        "classes": list(classes),
-        "base": base,
-        "configs": per,
-        "seeds": {k: v for k, v in seeds.items() if v and next(iter(v.values())).n > 1},
-        "n_resamples": n_resamples,
-        "seed": seed,
-    }

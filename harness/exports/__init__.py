@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.atomic import write_text_atomic
-from harness.evaluation import stats
+from harness.evaluation import analysis
+from harness.evaluation.correction import DEFAULT_CORRECTION
 from harness.exports.common import COLUMNS, Rows, classes_of, fmt_p, fmt_params, ordered
 from harness.exports.data import predictions_jsonl, results_csv, results_json
 from harness.exports.latex import latex_document, leaderboard_latex, tex_escape
@@ -26,11 +27,15 @@ from harness.exports.plots import write_plots
 
 
 def analyse(
-    rows: Rows, provenance: Mapping[str, Any], n_resamples: int = 1000, seed: int = 0
+    rows: Rows,
+    provenance: Mapping[str, Any],
+    n_resamples: int = 1000,
+    seed: int = 0,
+    correction: str = DEFAULT_CORRECTION,
 ) -> dict[str, Any]:
-    """:func:`harness.evaluation.stats.analyse` with the benchmark's classes taken from the
+    """:func:`harness.evaluation.analysis.analyse` with the benchmark's classes taken from the
     provenance."""
-    return stats.analyse(rows, classes_of(rows, provenance), n_resamples, seed)
+    return analysis.analyse(rows, classes_of(rows, provenance), n_resamples, seed, correction)
 
 
 def write_all(

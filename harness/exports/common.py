@@ -6,6 +6,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from harness.evaluation.correction import LABELS
+
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("macro_f1", "Macro-F1"),
     ("accuracy", "Accuracy"),
@@ -90,3 +92,47 @@ def coverage_note(rows: Rows) -> str:
         return ""
     spans = ", ".join(f"{n} of {total}" for n, total in parts)
     return f"ROUGE-L averages the test images with a reference report only ({spans})."
+
+
+def fmt_p_adjusted(result: Any, an: Mapping[str, Any], math: bool = False, sep: str = " ") -> str:
+    """The raw p with the grid-corrected p next to it, ``0.012 (Holm 0.036)``; the raw p alone
+    without a correction. ``math`` wraps the numbers for LaTeX; ``sep`` goes between the two
+    (a line break in a narrow terminal table)."""
+    method = an.get("correction", "none")
+
+    def num(p: float) -> str:
+        return f"${fmt_p(p)}$" if math else fmt_p(p)
+
+    if method == "none" or getattr(result, "p_adjusted", None) is None:
+        return num(result.p_value)
+    return f"{num(result.p_value)}{sep}({LABELS[method]} {num(result.p_adjusted)})"
+
+
+def correction_note(an: Mapping[str, Any]) -> str:
+    """One sentence on the correction of the p-values for the grid's comparisons with base."""
+    method = an.get("correction", "none")
+    family = sum(1 for item in an["configs"].values() if item.get("paired"))
+    if method == "none" or family == 0:
+        return "p-values are not corrected for multiple comparisons."
+    what = {
+        "holm": "Holm's step-down correction (family-wise error rate)",
+        "bh": "the Benjamini–Hochberg correction (false discovery rate)",
+    }[method]
+    return (
+        f"In parentheses: p adjusted by {what} across the {family} configurations compared "
+        "with base, per metric."
+    )
+
+
+def seed_cells(an: Mapping[str, Any], recipe: str, pm: str = " ± ", none: str = "–") -> list[str]:
+    """One recipe's seed-table cells: ``mean ± sd [low, high]`` per column, the interval from
+    the bootstrap over seeds and images where it was computed."""
+    summ = an["seeds"][recipe]
+    cis = an.get("seeds_ci", {}).get(recipe, {})
+    return [
+        f"{summ[m].mean:.3f}{pm}{summ[m].sd:.3f}"
+        + (f" [{cis[m].low:.3f}, {cis[m].high:.3f}]" if m in cis else "")
+        if m in summ
+        else none
+        for m, _ in COLUMNS
+    ]

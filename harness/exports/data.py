@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness.evaluation import stats
+from harness.evaluation.hierarchical import METHOD as SEED_METHOD
 from harness.exports.common import COLUMNS, Rows, coverage
 
 
@@ -18,7 +19,9 @@ def results_csv(rows: Rows, analysis: Mapping[str, Any]) -> str:
         heads += [m, f"{m}_ci_low", f"{m}_ci_high"]
     for m in stats.HEADLINE:
         heads += [f"delta_{m}_vs_base", f"delta_{m}_ci_low", f"delta_{m}_ci_high", f"p_{m}"]
-    heads += ["mcnemar_p", "trainable_params", "train_seconds", "eval_seconds"]
+        heads.append(f"p_{m}_adjusted")
+    heads += ["mcnemar_p", "mcnemar_p_adjusted", "p_correction"]
+    heads += ["trainable_params", "train_seconds", "eval_seconds"]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(heads)
@@ -37,16 +40,22 @@ def results_csv(rows: Rows, analysis: Mapping[str, Any]) -> str:
             vals += [r["metrics"].get(m), ci.low if ci else "", ci.high if ci else ""]
         for m in stats.HEADLINE:
             p = item["paired"].get(m)
-            vals += [p.estimate, p.low, p.high, p.p_value] if p else ["", "", "", ""]
+            vals += [p.estimate, p.low, p.high, p.p_value, _blank(p.p_adjusted)] if p else [""] * 5
         mc = item["mcnemar"]
         vals += [
             mc.p_value if mc else "",
+            _blank(mc.p_adjusted) if mc else "",
+            analysis.get("correction", "none"),
             r.get("trainable_params"),
             r.get("train_seconds"),
             r.get("eval_seconds"),
         ]
         writer.writerow(vals)
     return buf.getvalue()
+
+
+def _blank(value: float | None) -> float | str:
+    return "" if value is None else value
 
 
 def results_json(
@@ -77,6 +86,9 @@ def results_json(
             }
         )
     seeds = {k: {m: s.as_dict() for m, s in v.items()} for k, v in analysis["seeds"].items()}
+    for rid, intervals in analysis.get("seeds_ci", {}).items():
+        for m, ci in intervals.items():
+            seeds[rid][m]["seeds_and_images_ci"] = ci.as_dict()
     doc = {
         "provenance": provenance,
         "baselines": baselines,
@@ -86,6 +98,8 @@ def results_json(
             "n_resamples": analysis["n_resamples"],
             "seed": analysis["seed"],
             "confidence": 0.95,
+            "p_correction": analysis.get("correction", "none"),
+            "seed_rows": SEED_METHOD,
         },
     }
     return json.dumps(doc, indent=2, default=str) + "\n"

@@ -10,10 +10,12 @@ from harness.exports.common import (
     Rows,
     best,
     cell,
+    correction_note,
     coverage_note,
     coverage_suffix,
-    fmt_p,
+    fmt_p_adjusted,
     ordered,
+    seed_cells,
 )
 
 _TEX = {
@@ -54,7 +56,11 @@ def leaderboard_latex(
         f"{bench.get('sizes', {}).get('test', '?')} test images). Estimate $\\pm$ half-width of "
         f"the 95\\% percentile bootstrap CI ({analysis['n_resamples']} resamples); best per "
         "column in bold. $\\Delta$F1 and $p$: paired bootstrap against base on the same images; "
-        "$p_{\\mathrm{McN}}$: McNemar's test on accuracy. " + coverage_note(rows) + "}",
+        "$p_{\\mathrm{McN}}$: McNemar's test on accuracy. "
+        + tex_escape(correction_note(analysis))
+        + " "
+        + coverage_note(rows)
+        + "}",
         "\\label{tab:cxr-leaderboard}",
         "\\begin{tabular}{l" + "r" * (len(COLUMNS) + 3) + "}",
         "\\toprule",
@@ -75,8 +81,8 @@ def leaderboard_latex(
         pf, mc = item["paired"].get("macro_f1"), item["mcnemar"]
         cells += [
             f"${pf.estimate:+.3f}$" if pf else "--",
-            f"${fmt_p(pf.p_value)}$" if pf else "--",
-            f"${fmt_p(mc.p_value)}$" if mc else "--",
+            fmt_p_adjusted(pf, analysis, math=True) if pf else "--",
+            fmt_p_adjusted(mc, analysis, math=True) if mc else "--",
         ]
         lines.append(" & ".join(cells) + " \\\\")
     maj = baselines.get("majority")
@@ -99,7 +105,9 @@ def leaderboard_latex(
             "\\begin{table}[t]",
             "\\centering",
             "\\small",
-            "\\caption{Mean $\\pm$ sd across training seeds.}",
+            "\\caption{Mean $\\pm$ sd across training seeds; in brackets the 95\\% interval of "
+            f"a hierarchical bootstrap ({analysis['n_resamples']} resamples) that draws seeds, "
+            "then test images, with replacement.}",
             "\\label{tab:cxr-seeds}",
             "\\begin{tabular}{lr" + "r" * len(COLUMNS) + "}",
             "\\toprule",
@@ -107,10 +115,7 @@ def leaderboard_latex(
             "\\midrule",
         ]
         for rid, summ in analysis["seeds"].items():
-            cells = [
-                f"{summ[m].mean:.3f} $\\pm$ {summ[m].sd:.3f}" if m in summ else "--"
-                for m, _ in COLUMNS
-            ]
+            cells = seed_cells(analysis, rid, pm=" $\\pm$ ", none="--")
             lines.append(
                 f"\\texttt{{{tex_escape(rid)}}} & {summ['macro_f1'].n} & "
                 + " & ".join(cells)

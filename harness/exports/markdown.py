@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness.evaluation import stats
+from harness.evaluation.analysis import analyse
 from harness.exports.common import (
     COLUMNS,
     SMALL_CLASS,
@@ -15,11 +16,20 @@ from harness.exports.common import (
     best,
     cell,
     classes_of,
+    correction_note,
     coverage_note,
     coverage_suffix,
-    fmt_p,
+    fmt_p_adjusted,
     fmt_params,
     ordered,
+    seed_cells,
+)
+
+SEEDS_NOTE = (
+    "Mean ± sample sd of the seed rows; in brackets the 95% percentile interval of a "
+    "hierarchical bootstrap ({n} resamples, seed {seed}): each resample draws the seeds with "
+    "replacement, then the test images with replacement (one draw for all seeds), and averages "
+    "the drawn seeds' metrics, so the interval covers training and test-set variance together."
 )
 
 
@@ -30,7 +40,7 @@ def leaderboard_markdown(
     analysis: Mapping[str, Any] | None = None,
 ) -> str:
     """The Markdown leaderboard (reports.leaderboard_markdown plus CIs, paired tests, seeds)."""
-    an = analysis or stats.analyse(rows, classes_of(rows, provenance))
+    an = analysis or analyse(rows, classes_of(rows, provenance))
     bench = provenance.get("benchmark", {})
     top = best(rows)
     lines = [
@@ -44,7 +54,7 @@ def leaderboard_markdown(
         f"Values are estimate ± half-width of the 95% percentile bootstrap CI "
         f"({an['n_resamples']} resamples, seed {an['seed']}); best per column in bold. "
         "Δ and p compare with base on the same test images (paired bootstrap; McNemar for "
-        "accuracy). " + coverage_note(rows),
+        "accuracy). " + correction_note(an) + " " + coverage_note(rows),
         "",
         "| Configuration | " + " | ".join(t for _, t in COLUMNS) + " | ΔMacro-F1 vs base | p "
         "| McNemar p | Trainable | Train s |",
@@ -65,8 +75,8 @@ def leaderboard_markdown(
         mc = item["mcnemar"]
         cells += [
             f"{pf.estimate:+.3f} [{pf.low:+.3f}, {pf.high:+.3f}]" if pf else "–",
-            fmt_p(pf.p_value) if pf else "–",
-            fmt_p(mc.p_value) if mc else "–",
+            fmt_p_adjusted(pf, an) if pf else "–",
+            fmt_p_adjusted(mc, an) if mc else "–",
             fmt_params(r.get("trainable_params")),
             f"{float(r.get('train_seconds') or 0):.1f}",
         ]
@@ -98,6 +108,8 @@ def _paired_md(rows: Rows, an: Mapping[str, Any]) -> list[str]:
     if not any(an["configs"][r["config_id"]]["paired"] for r in rows):
         return out + ["Only the base row: nothing to compare with it."]
     out += [
+        correction_note(an),
+        "",
         "| Configuration | n | "
         + " | ".join(f"Δ{t} [95% CI] | p" for _, t in COLUMNS[:3])
         + " | McNemar b/c | McNemar p |",
@@ -113,10 +125,10 @@ def _paired_md(rows: Rows, an: Mapping[str, Any]) -> list[str]:
             if p is None:
                 cells += ["–", "–"]
                 continue
-            cells += [f"{p.estimate:+.3f} [{p.low:+.3f}, {p.high:+.3f}]", fmt_p(p.p_value)]
+            cells += [f"{p.estimate:+.3f} [{p.low:+.3f}, {p.high:+.3f}]", fmt_p_adjusted(p, an)]
         mc = item["mcnemar"]
         n = item["paired"]["macro_f1"].n
-        cells += [f"{mc.b}/{mc.c}", f"{fmt_p(mc.p_value)} ({mc.method})"]
+        cells += [f"{mc.b}/{mc.c}", f"{fmt_p_adjusted(mc, an)}, {mc.method}"]
         out.append(f"| {r['config_id']} | {n} | " + " | ".join(cells) + " |")
     return out
 
@@ -126,13 +138,15 @@ def _seeds_md(an: Mapping[str, Any]) -> list[str]:
         return []
     out = [
         "",
-        "## Across training seeds (mean ± sd)",
+        "## Across training seeds (mean ± sd [95% CI over seeds and images])",
+        "",
+        SEEDS_NOTE.format(n=an["n_resamples"], seed=an["seed"]),
         "",
         "| Recipe | Seeds | " + " | ".join(t for _, t in COLUMNS) + " |",
         "|---|" + "---:|" * (len(COLUMNS) + 1),
     ]
     for rid, summ in an["seeds"].items():
-        cells = [f"{summ[m].mean:.3f} ± {summ[m].sd:.3f}" if m in summ else "–" for m, _ in COLUMNS]
+        cells = seed_cells(an, rid, pm=" ± ", none="–")
         out.append(f"| {rid} | {summ['macro_f1'].n} | " + " | ".join(cells) + " |")
     return out
 
