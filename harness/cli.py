@@ -98,7 +98,8 @@ def _split_csv(values: tuple[str, ...]) -> tuple[str, ...]:
     "--eval-batch-size",
     type=click.IntRange(min=1),
     default=None,
-    help="Generation batch size (default: the model preset's).",
+    help="Generation batch size (default: sized from free GPU memory on a CUDA GPU, else the "
+    "model preset's).",
 )
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=None)
 @eval_options

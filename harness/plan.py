@@ -8,7 +8,7 @@ from typing import Any
 
 from harness.benchmarks import check_benchmark
 from harness.components import Component
-from harness.core.errors import OptionError
+from harness.core.errors import ModelError, OptionError
 from harness.data.benchmark import Benchmark
 from harness.evaluation.generate import GenerationConfig, check_decoding
 from harness.model.loading import resolve_model_path
@@ -130,12 +130,25 @@ def resolve_components(
 
 
 def generation_config(spec: BenchSpec) -> GenerationConfig:
+    """Resolved once: ``--decoding auto`` and an unset ``--eval-batch-size`` become what this
+    machine runs fastest (`harness.model.gpu_eval`); on a CPU, plain decoding and the preset's
+    batch."""
+    from harness.model.gpu_eval import auto_eval_batch, cuda_available, resolve_decoding
+
     preset = spec.model.preset
+    max_new_tokens = spec.max_new_tokens or preset.max_new_tokens
+    batch = spec.eval_batch_size
+    if batch is None and cuda_available():
+        try:
+            local = resolve_model_path(spec.model)
+        except ModelError:
+            local = None
+        batch = auto_eval_batch(local, max_new_tokens)
     return GenerationConfig(
-        max_new_tokens=spec.max_new_tokens or preset.max_new_tokens,
-        batch_size=spec.eval_batch_size or preset.eval_batch_size,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch or preset.eval_batch_size,
         scoring=spec.scoring,
-        decoding=spec.decoding,
+        decoding=resolve_decoding(spec.decoding),
     )
 
 

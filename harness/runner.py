@@ -27,6 +27,8 @@ from harness.evaluation.metrics import majority_baseline
 from harness.experiment import experiment_toml
 from harness.exports import write_all
 from harness.model.adapters import update_card
+from harness.model.decoding import warm_up
+from harness.model.gpu_eval import eval_fast_paths, evaluation_model
 from harness.model.loading import ModelSpec, model_hash, weights_hash
 from harness.model.prompts import eval_prompt, text_hash
 from harness.plan import (
@@ -297,13 +299,20 @@ def run_configuration(
         gen.as_dict(),
     )
     ids = [s.id for s in bench.test]
-    eval_task = progress.start(f"[{config.id}] evaluate", len(bench.test))
     t0 = time.perf_counter()
     answers = store.get_cached_predictions(cache_key, ids)
+    merged = False
     if answers is None:
-        answers = _predict(trained, bench, prompt, gen, eval_task.advance)
+        with evaluation_model(trained.model, gen) as merged:
+            if gen.scoring == "generate" and gen.decoding == "compiled":
+                warm = progress.start(f"[{config.id}] compile warm-up", 1)
+                warm_up(trained.model, trained.processor, bench.test[0].image, prompt, gen)
+                warm.finish()
+            eval_task = progress.start(f"[{config.id}] evaluate", len(bench.test))
+            answers = _predict(trained, bench, prompt, gen, eval_task.advance)
         store.put_cached_predictions(cache_key, answers, ids)
     else:
+        eval_task = progress.start(f"[{config.id}] evaluate", len(bench.test))
         progress.note(f"[{config.id}] predictions taken from the cache")
     if gen.scoring == "likelihood":
         cached = [json.loads(a) for a in answers]
@@ -344,6 +353,7 @@ def run_configuration(
         "adapter_hash": adapter_hash,
         "prediction_cache_key": cache_key,
         "history": trained.history,
+        "fast_paths": eval_fast_paths(trained.model, merged),
         "predictions": ev.predictions,
     }
     del trained

@@ -78,7 +78,7 @@ class BenchSpec:
     resume: bool = False
     balance: str | None = None  # "max", "median" or a per-class count; replaces aug_copies
     scoring: str = "generate"  # generate | likelihood (harness.evaluation.generate)
-    decoding: str = "plain"  # plain | static | compiled (generate scoring only)
+    decoding: str = "auto"  # auto | plain | static | compiled (harness.model.gpu_eval)
 
     def configurations(self, fixed: frozenset[str] = frozenset({"base"})) -> list[Configuration]:
         """Base once, then each other trainer that does not train (``fixed``, e.g. ``adapter``)

@@ -32,11 +32,12 @@ def eval_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The --scoring and --decoding options shared by `bench` and `eval`."""
     command = click.option(
         "--decoding",
-        type=click.Choice(["plain", "static", "compiled"]),
-        default="plain",
+        type=click.Choice(["auto", "plain", "static", "compiled"]),
+        default="auto",
         show_default=True,
-        help="Generation KV cache: plain (dynamic), static (fixed shapes), compiled (static + "
-        "compiled decode step; CUDA only). All give the same greedy answers.",
+        help="Generation KV cache: auto (compiled on a CUDA GPU, plain elsewhere), plain "
+        "(dynamic), static (fixed shapes), compiled (static + compiled decode step, LoRA "
+        "adapters merged while evaluating; CUDA only). All give the same greedy answers.",
     )(command)
     return click.option(
         "--scoring",

@@ -37,6 +37,28 @@ def _pad_left(inputs: Any, multiple: int, pad_id: int) -> Any:
     return inputs
 
 
+class _StopAfter:
+    """A stopping criterion: every row is done after `steps` new tokens (compile warm-up)."""
+
+    def __init__(self, prompt_len: int, steps: int) -> None:
+        self.limit = prompt_len + steps
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        done = input_ids.shape[1] >= self.limit
+        return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
+
+
+def warm_up(model: Any, processor: Any, image: Any, prompt: str, config: Any) -> None:
+    """Compile (or load from the compile cache) and capture the decode step for `config`'s
+    shapes: one batch of `image`, stopped after `WARM_UP_STEPS` tokens; answers are dropped."""
+    generate_static(model, processor, [image], [prompt], config, stop_after=WARM_UP_STEPS)
+
+
+WARM_UP_STEPS = 4
+
+
 def generate_static(
     model: Any,
     processor: Any,
@@ -44,14 +66,17 @@ def generate_static(
     prompts: Sequence[str],
     config: Any,
     on_batch: Callable[[int], None] | None = None,
+    stop_after: int | None = None,
 ) -> list[str]:
-    """Greedy answers in input order; see the module docstring. `config` is a GenerationConfig."""
+    """Greedy answers in input order; see the module docstring. `config` is a GenerationConfig;
+    `stop_after` ends every batch after that many new tokens (the warm-up)."""
     import torch
-    from transformers import CompileConfig
+    from transformers import CompileConfig, StoppingCriteriaList
 
     from harness.model.batching import prefetched
     from harness.model.fastpath.decode_attention import decode_attention
     from harness.model.fastpath.fast_pixels import encode_prompts_fast
+    from harness.model.gpu_eval import configure_compile_cache
     from harness.model.sft import render_prompt
 
     device = next(model.parameters()).device
@@ -65,6 +90,7 @@ def generate_static(
     batches = [order[i : i + size] for i in range(0, len(order), size)]
     extra: dict[str, Any] = {"cache_implementation": "static", "disable_compile": not compiled}
     if compiled:
+        configure_compile_cache()
         extra["compile_config"] = CompileConfig(fullgraph=False, dynamic=False)
 
     def encode(rows: list[int]) -> Any:
@@ -76,6 +102,12 @@ def generate_static(
     answers: dict[int, str] = {}
     with decode_attention(model):  # GQA packed in decode steps, also when compiled
         for rows, inputs in prefetched(batches, encode):  # next batches encode during this one
+            stop = {}
+            if stop_after is not None:
+                prompt_len = inputs["input_ids"].shape[1]
+                stop["stopping_criteria"] = StoppingCriteriaList(
+                    [_StopAfter(prompt_len, stop_after)]
+                )
             with torch.inference_mode():
                 out = model.generate(
                     **inputs,
@@ -83,6 +115,7 @@ def generate_static(
                     do_sample=False,
                     pad_token_id=tokenizer.pad_token_id,
                     **extra,
+                    **stop,
                 )
             texts = tokenizer.batch_decode(
                 out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True

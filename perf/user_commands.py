@@ -1,0 +1,123 @@
+"""Wall time of the user's own commands on a GPU, timed from process start, with each stage's
+seconds read from the run's own ``events.jsonl``: today's defaults vs the previous ones (plain
+decoding, the preset batch of 16), with the compile cache cold and warm. Device only.
+
+    python perf/user_commands.py --out-json perf/results/user_commands_h200.json [--model DIR]
+
+Cases, in this order (a fresh compile cache first, so "cold" is cold):
+  new-cold   harness bench --model DIR --trainer rslora --augmenter noise_rotate \
+             -o trainer.max_steps=40
+  new-warm   the same again (compile cache warm)
+  old        the same with --decoding plain --eval-batch-size 16 (the previous defaults)
+  eval-new   harness eval --model DIR --adapter <new-warm's adapter> (warm)
+  eval-old   the same with --decoding plain --eval-batch-size 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+BENCH = ["--trainer", "rslora", "--augmenter", "noise_rotate", "-o", "trainer.max_steps=40"]
+OLD = ["--decoding", "plain", "--eval-batch-size", "16"]
+
+
+def stages(out: Path) -> dict[str, float]:
+    from harness.results.events import read_events
+
+    return {
+        e["stage"]: round(float(e["seconds"]), 2)
+        for e in read_events(out)
+        if e.get("event") == "stage_finished"
+    }
+
+
+def run(name: str, args: list[str], out: Path, env: dict[str, str]) -> dict:
+    cmd = [sys.executable, "-m", "harness.cli", *args, "--out", str(out)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    tail = (proc.stdout + proc.stderr)[-1500:]
+    print(f"== {name}: rc={proc.returncode} wall={wall:.1f}s\n{tail}", flush=True)
+    rec = {"case": name, "command": "harness " + " ".join(args), "rc": proc.returncode}
+    rec["wall_s"] = round(wall, 2)
+    if proc.returncode == 0:
+        rec["stages"] = stages(out)
+        rec["outside_stages_s"] = round(wall - sum(rec["stages"].values()), 2)
+        results = json.loads((out / "results.json").read_text())["results"]
+        rec["rows"] = [
+            {
+                "config": r["config_id"],
+                "metrics": {k: r["metrics"].get(k) for k in ("macro_f1", "accuracy", "rouge_l")},
+                "train_seconds": r["train_seconds"],
+                "eval_seconds": r["eval_seconds"],
+                "adapter_dir": r["adapter_dir"],
+                "steps_run": (r.get("resolved") or {}).get("steps_run"),
+                "merged": r["fast_paths"]["paths"]["merged_adapter"]["applied"],
+            }
+            for r in results
+        ]
+        gen = json.loads((out / "provenance.json").read_text()).get("generation")
+        rec["generation"] = gen
+    return rec
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--model", type=Path, default=None)
+    ap.add_argument("--out-json", type=Path, required=True)
+    ap.add_argument("--cases", default="new-cold,new-warm,old,eval-new,eval-old")
+    args = ap.parse_args()
+    import torch
+
+    work = Path(tempfile.mkdtemp(prefix="user-cmds-"))
+    model = args.model
+    if model is None:
+        from qwen3b import write_random_checkpoint
+
+        model = write_random_checkpoint(work / "qwen3b")
+        torch.cuda.empty_cache()
+    env = {**os.environ, "CXR_HARNESS_COMPILE_CACHE": str(work / "compile-cache")}
+    for var in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):
+        env.pop(var, None)
+    base = ["bench", "--model", str(model), *BENCH]
+    records: list[dict] = []
+    wanted = args.cases.split(",")
+    adapter = None
+    plan = [
+        ("new-cold", base),
+        ("new-warm", base),
+        ("old", base + OLD),
+    ]
+    for name, cmd in plan:
+        if name in wanted:
+            rec = run(name, cmd, work / name, env)
+            records.append(rec)
+            if name == "new-warm" and rec["rc"] == 0:
+                adapter = next(r["adapter_dir"] for r in rec["rows"] if r["adapter_dir"])
+    for name, extra in (("eval-new", []), ("eval-old", OLD)):
+        if name in wanted and adapter:
+            cmd = ["eval", "--model", str(model), "--adapter", adapter, *extra]
+            records.append(run(name, cmd, work / name, env))
+    props = torch.cuda.get_device_properties(0)
+    meta = {
+        "card": props.name,
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "torch": torch.__version__,
+        "model": "Qwen2.5-VL-3B architecture, random weights (perf/qwen3b.py)",
+    }
+    args.out_json.parent.mkdir(parents=True, exist_ok=True)
+    args.out_json.write_text(json.dumps({"meta": meta, "cases": records}, indent=2) + "\n")
+    print(json.dumps({"meta": meta, "cases": records}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
