@@ -306,7 +306,14 @@ def run_configuration(
         with evaluation_model(trained.model, gen) as merged:
             if gen.scoring == "generate" and gen.decoding == "compiled":
                 warm = progress.start(f"[{config.id}] compile warm-up", 1)
-                warm_up(trained.model, trained.processor, bench.test[0].image, prompt, gen)
+                warm_up(
+                    trained.model,
+                    trained.processor,
+                    bench.test[0].image,
+                    prompt,
+                    gen,
+                    len(bench.test),
+                )
                 warm.finish()
             eval_task = progress.start(f"[{config.id}] evaluate", len(bench.test))
             answers = _predict(trained, bench, prompt, gen, eval_task.advance)

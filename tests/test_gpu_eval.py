@@ -73,6 +73,16 @@ def test_batch_is_sized_from_free_memory() -> None:
     assert batch_for_memory(7 * gib, 7 * gib, per_row) == 8  # never below one multiple
 
 
+def test_rows_per_batch_share_the_batches_evenly() -> None:
+    from harness.model.decoding import rows_per_batch
+
+    assert rows_per_batch(160, 128) == 80
+    assert rows_per_batch(160, 16) == 16
+    assert rows_per_batch(10, 4) == 4
+    assert rows_per_batch(3, 64) == 8
+    assert rows_per_batch(200, 64) == 56  # 4 batches of 50, rounded up to 56
+
+
 @pytest.mark.slow
 def test_generation_stops_once_every_row_has_ended_with_the_same_answers() -> None:
     model, processor, bench = _setup()
@@ -139,7 +149,7 @@ def test_warm_up_runs_the_static_path_briefly() -> None:
     hook = model.register_forward_hook(lambda *_a: calls.append(1))
     try:
         config = GenerationConfig(40, 2, decoding="static")
-        warm_up(model, processor, bench.test[0].image, eval_prompt(list(bench.classes)), config)
+        warm_up(model, processor, bench.test[0].image, eval_prompt(list(bench.classes)), config, 9)
     finally:
         hook.remove()
     assert 1 < len(calls) <= 5  # prefill + a few decode steps, not the whole budget

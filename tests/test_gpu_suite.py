@@ -72,63 +72,6 @@ def _predictions(out: Path) -> dict[str, list[str]]:
     return by_config
 
 
-CASES = [
-    ("lora", "hf"),
-    ("rslora", "hf"),
-    ("dora", "hf"),
-    ("qlora", "hf"),
-    ("lora", "unsloth"),
-    ("rslora", "unsloth"),
-    ("qlora", "unsloth"),
-]
-
-
-@pytest.mark.parametrize(("trainer", "backend"), CASES)
-def test_bench_trains_and_eval_adapter_reproduces_it(
-    model_dir: Path, tmp_path: Path, trainer: str, backend: str
-) -> None:
-    if backend == "unsloth" and (problem := _unsloth_problem()):
-        pytest.skip(problem)
-    if trainer == "qlora":
-        pytest.importorskip("bitsandbytes")
-    out = tmp_path / "bench"
-    code, text = _cli(
-        ["bench", "--model", str(model_dir), "--trainer", trainer, "--no-base", "--out", str(out)]
-        + ["-o", f"trainer.max_steps={STEPS}", "-o", f"trainer.backend={backend}"]
-        + ["--max-new-tokens", NEW_TOKENS]
-    )
-    assert code == 0, text
-    (row,) = json.loads((out / "results.json").read_text())["results"]
-    assert row["resolved"]["backend"] == backend
-    assert row["resolved"]["steps_run"] == int(STEPS)
-    assert row["resolved"]["load_in_4bit"] is (trainer == "qlora")
-    merged = row["fast_paths"]["paths"]["merged_adapter"]["applied"]
-    assert merged is (trainer != "qlora")  # a 4-bit base is never merged
-    again = tmp_path / "eval"
-    code, text = _cli(
-        ["eval", "--model", str(model_dir), "--adapter", row["adapter_dir"], "--out", str(again)]
-        + ["--max-new-tokens", NEW_TOKENS]
-    )
-    assert code == 0, text
-    assert "metrics match the run's record" in text
-    (re_row,) = json.loads((again / "results.json").read_text())["results"]
-    assert re_row["metrics"] == row["metrics"]
-    (first,) = _predictions(out).values()
-    (second,) = _predictions(again).values()
-    assert second == first  # every answer, not only the metrics
-    assert len(set(first)) > 1  # varied text: the comparison has teeth
-
-
-def test_dora_under_unsloth_is_refused_before_any_work(model_dir: Path, tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    code, text = _cli(
-        ["bench", "--model", str(model_dir), "--trainer", "dora", "--out", str(out)]
-        + ["-o", "trainer.backend=unsloth", "-o", f"trainer.max_steps={STEPS}"]
-    )
-    assert code == 2 and "trainer.backend=unsloth cannot honour" in text, text
-    assert not (out / "results.json").exists() and not list(out.glob("runs/*/adapter"))
-
-
 def _logit_gap(model, processor, image, prompt, compiled: bool, steps: int = 16):
     """Greedy logits of plain generate vs the static/compiled path, on identical inputs."""
     import torch
@@ -240,3 +183,60 @@ def test_merged_adapter_gives_the_unmerged_logits(loaded) -> None:
         assert adapter_effect > gap  # the adapter changes the logits more than merging does
     finally:
         peft.unload()
+
+
+CASES = [
+    ("lora", "hf"),
+    ("rslora", "hf"),
+    ("dora", "hf"),
+    ("qlora", "hf"),
+    ("lora", "unsloth"),
+    ("rslora", "unsloth"),
+    ("qlora", "unsloth"),
+]
+
+
+@pytest.mark.parametrize(("trainer", "backend"), CASES)
+def test_bench_trains_and_eval_adapter_reproduces_it(
+    model_dir: Path, tmp_path: Path, trainer: str, backend: str
+) -> None:
+    if backend == "unsloth" and (problem := _unsloth_problem()):
+        pytest.skip(problem)
+    if trainer == "qlora":
+        pytest.importorskip("bitsandbytes")
+    out = tmp_path / "bench"
+    code, text = _cli(
+        ["bench", "--model", str(model_dir), "--trainer", trainer, "--no-base", "--out", str(out)]
+        + ["-o", f"trainer.max_steps={STEPS}", "-o", f"trainer.backend={backend}"]
+        + ["--max-new-tokens", NEW_TOKENS]
+    )
+    assert code == 0, text
+    (row,) = json.loads((out / "results.json").read_text())["results"]
+    assert row["resolved"]["backend"] == backend
+    assert row["resolved"]["steps_run"] == int(STEPS)
+    assert row["resolved"]["load_in_4bit"] is (trainer == "qlora")
+    merged = row["fast_paths"]["paths"]["merged_adapter"]["applied"]
+    assert merged is (trainer != "qlora")  # a 4-bit base is never merged
+    again = tmp_path / "eval"
+    code, text = _cli(
+        ["eval", "--model", str(model_dir), "--adapter", row["adapter_dir"], "--out", str(again)]
+        + ["--max-new-tokens", NEW_TOKENS]
+    )
+    assert code == 0, text
+    assert "metrics match the run's record" in text
+    (re_row,) = json.loads((again / "results.json").read_text())["results"]
+    assert re_row["metrics"] == row["metrics"]
+    (first,) = _predictions(out).values()
+    (second,) = _predictions(again).values()
+    assert second == first  # every answer, not only the metrics
+    assert len(set(first)) > 1  # varied text: the comparison has teeth
+
+
+def test_dora_under_unsloth_is_refused_before_any_work(model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code, text = _cli(
+        ["bench", "--model", str(model_dir), "--trainer", "dora", "--out", str(out)]
+        + ["-o", "trainer.backend=unsloth", "-o", f"trainer.max_steps={STEPS}"]
+    )
+    assert code == 2 and "trainer.backend=unsloth cannot honour" in text, text
+    assert not (out / "results.json").exists() and not list(out.glob("runs/*/adapter"))
