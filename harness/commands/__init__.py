@@ -52,7 +52,12 @@ def eval_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def fail(exc: HarnessError | str) -> NoReturn:
     """Print a one-line error and exit with code 2 (bad input), never a traceback."""
-    err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    # escaped: a message's own brackets (pip install 'pkg[extra]') are text, not markup
+    err_console.print(
+        f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True
+    )
     sys.exit(2)
 
 

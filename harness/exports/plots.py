@@ -1,5 +1,7 @@
-"""PNG plots (matplotlib, Agg backend): a confusion matrix per configuration and a metric bar
-chart with CI whiskers. matplotlib is imported lazily (it is slow to import)."""
+"""PNG plots (matplotlib, Agg backend): a confusion matrix per configuration, a metric bar
+chart with CI whiskers and, per trained configuration, its training curve (loss against step,
+with the in-training validation metrics where they were logged). matplotlib is imported
+lazily (it is slow to import)."""
 
 from __future__ import annotations
 
@@ -94,6 +96,41 @@ def plot_metrics(path: Path, rows: Rows, analysis: Mapping[str, Any]) -> None:
     _save(fig, path)
 
 
+def training_curve(history: list[Mapping[str, Any]]) -> tuple[list, dict[str, list]]:
+    """``[(step, loss)]`` and ``{metric: [(step, value)]}`` of a row's training history."""
+    loss = [(int(h["step"]), float(h["loss"])) for h in history if "loss" in h and "step" in h]
+    val: dict[str, list] = {}
+    for h in history:
+        for key in ("val_macro_f1", "val_accuracy", "val_rouge_l"):
+            if isinstance(h.get(key), int | float):
+                val.setdefault(key, []).append((int(h["step"]), float(h[key])))
+    return loss, val
+
+
+def plot_training(path: Path, title: str, history: list[Mapping[str, Any]]) -> None:
+    """Training loss against step; validation metrics (0-1) on a second axis."""
+    loss, val = training_curve(history)
+    fig = _figure(6.4, 3.8)
+    ax = fig.subplots()
+    ax.plot(*zip(*loss, strict=True), color="tab:blue", marker=".", label="training loss")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("training loss")
+    ax.grid(alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    if val:
+        ax2 = ax.twinx()
+        for key, points in val.items():
+            ax2.plot(*zip(*points, strict=True), marker="o", ls="--", label=key.replace("_", " "))
+        ax2.set_ylim(0, 1.05)
+        ax2.set_ylabel("validation score")
+        more = ax2.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
+    ax.legend(handles, labels, fontsize=8, loc="upper right")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+
+
 def _save(fig: Any, path: Path) -> None:
     """Render to a temp file then rename, like every other output."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,7 +144,8 @@ def _save(fig: Any, path: Path) -> None:
 
 
 def write_plots(out: Path, rows: Rows, analysis: Mapping[str, Any], workers: int = 1) -> list[Path]:
-    """metrics.png plus confusion-<config>.png per configuration.
+    """metrics.png, confusion-<config>.png per configuration and training-<config>.png per
+    configuration whose history logged a loss.
 
     ``workers > 1`` renders the confusion matrices in forked processes: for `harness report`
     (a fresh CLI process), never from a process that may hold CUDA or torch threads.
@@ -120,17 +158,26 @@ def write_plots(out: Path, rows: Rows, analysis: Mapping[str, Any], workers: int
             small = {"confusion": item["confusion"], "classes": item["classes"]}
             title = f"{r['config_id']}  (Macro-F1 {f1:.3f}, n={n})"
             jobs.append((out / f"confusion-{slug(r['config_id'])}.png", title, small))
-    paths = [out / "metrics.png"] + [j[0] for j in jobs]
+    curves = [
+        (out / f"training-{slug(r['config_id'])}.png", f"{r['config_id']}: training", r["history"])
+        for r in rows
+        if training_curve(r.get("history") or [])[0]
+    ]
+    paths = [out / "metrics.png"] + [j[0] for j in jobs] + [c[0] for c in curves]
     _figure(1, 1)  # import matplotlib once, before any fork
     if workers > 1 and len(jobs) > 1 and "fork" in mp.get_all_start_methods():
         ctx = mp.get_context("fork")
         with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx) as pool:
             pending = [pool.submit(plot_confusion, *job) for job in jobs]
             plot_metrics(paths[0], rows, analysis)
+            for curve in curves:
+                plot_training(*curve)
             for fut in pending:
                 fut.result()
     else:
         plot_metrics(paths[0], rows, analysis)
         for job in jobs:
             plot_confusion(*job)
+        for curve in curves:
+            plot_training(*curve)
     return paths

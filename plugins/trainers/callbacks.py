@@ -40,6 +40,8 @@ class EvalCallback(TrainerCallback):
         self.log: list[dict[str, Any]] = []
         self.gate_blocked = 0
         self.stopped_early_at: int | None = None
+        # the trainer's own log (Trainer.log): the metrics reach report_to integrations
+        self.log_to: Callable[[dict[str, float]], None] | None = None
 
     def on_step_end(self, args, state, control, model=None, **kwargs):  # noqa: ANN001
         if not self.val_set or state.global_step % self.every:
@@ -61,6 +63,11 @@ class EvalCallback(TrainerCallback):
                 self.gate_blocked += 1
                 entry["gate_blocked"] = True
         self.log.append(entry)
+        if self.log_to is not None:
+            numbers = {k: v for k, v in m.items() if isinstance(v, int | float)}
+            should_log = control.should_log  # Trainer.log clears it: keep this step's loss log
+            self.log_to({f"eval_{k}": float(v) for k, v in numbers.items()})
+            control.should_log = should_log
         if self.patience is not None and self.since_best >= self.patience:
             control.should_training_stop = True
             self.stopped_early_at = state.global_step
@@ -95,7 +102,12 @@ class ProgressCallback(TrainerCallback):
         self.history.append({"step": state.global_step, **logs})
         if isinstance(logs.get("loss"), int | float):
             self.loss = float(logs["loss"])
+        self._report(state.global_step)
 
     def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        if not control.should_log:  # else on_log reports this step, with its fresh loss
+            self._report(state.global_step)
+
+    def _report(self, step: int) -> None:
         if self.progress is not None:
-            self.progress(state.global_step, self.total, self.loss)
+            self.progress(step, self.total, self.loss)

@@ -5,7 +5,6 @@ Loss is completion-only: prompt and image tokens are masked, only the answer is 
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from collections.abc import Callable
@@ -19,11 +18,12 @@ from cxr_harness_plugins.trainers.backends import (
     base_dtype,
     check_loaded_as_asked,
     checkpointing_on,
-    precision_flags,
     precision_name,
     quantization_of,
     resolve_backend,
 )
+from cxr_harness_plugins.trainers.sft_args import sft_config, total_steps
+from cxr_harness_plugins.trainers.tracking import ReportTo, check_tracking, point_into, tracking_env
 from harness.components import Options, TrainContext, Trainer, TrainResult
 from harness.core.errors import OptionError
 from harness.data.sample import Sample
@@ -84,6 +84,10 @@ class LoraOptions(Options):
     early_stopping_patience: int | None = Field(
         None, ge=1, description="Stop after N evaluations without a val Macro-F1 gain."
     )
+    report_to: ReportTo = Field(
+        "none",
+        description="Training curves to TensorBoard or MLflow (a store in the run folder).",
+    )
 
 
 def target_pattern(opts: LoraOptions) -> str | list[str]:
@@ -119,44 +123,6 @@ def matched_modules(model: Any, pattern: str | list[str]) -> list[str]:
     return [n for n in names if any(n == t or n.endswith("." + t) for t in pattern)]
 
 
-def total_steps(opts: LoraOptions, n_examples: int) -> int:
-    per_epoch = math.ceil(n_examples / (opts.batch_size * opts.grad_accum))
-    return opts.max_steps or max(1, math.ceil(per_epoch * opts.epochs))
-
-
-def sft_config(opts: LoraOptions, workdir: Path, steps: int, **extra: Any) -> Any:
-    import torch
-    from trl import SFTConfig
-
-    bf16, fp16 = precision_flags(opts)
-    return SFTConfig(
-        output_dir=str(workdir / "trainer"),
-        max_steps=steps,
-        per_device_train_batch_size=opts.batch_size,
-        gradient_accumulation_steps=opts.grad_accum,
-        learning_rate=opts.lr,
-        warmup_steps=int(opts.warmup_ratio * steps),
-        weight_decay=opts.weight_decay,
-        lr_scheduler_type=opts.scheduler,
-        seed=opts.seed,
-        data_seed=opts.seed,
-        bf16=bf16,
-        fp16=fp16,
-        use_cpu=not torch.cuda.is_available(),
-        activation_checkpointing=opts.gradient_checkpointing,
-        logging_steps=max(1, steps // 20),
-        save_strategy="no",
-        report_to=[],
-        disable_tqdm=True,
-        remove_unused_columns=False,
-        dataset_kwargs={"skip_prepare_dataset": True},
-        # on a GPU, two worker processes collate (CPU image processing, ~150 ms per batch of 8
-        # at 448 px) while the GPU trains; on a CPU they would only compete for its cores
-        dataloader_num_workers=2 if torch.cuda.is_available() else 0,
-        **extra,
-    )
-
-
 class Loaded(NamedTuple):
     """A backend's PEFT-wrapped model and what training needs alongside it."""
 
@@ -184,6 +150,7 @@ class LoraTrainer(Trainer):
     def preflight(self) -> None:
         """Options the chosen backend cannot honour, then CUDA/unsloth/4-bit availability."""
         resolve_backend(self.options, self.peft_extra)
+        check_tracking(self.options.report_to)  # type: ignore[attr-defined]
 
     def train(
         self,
@@ -289,6 +256,9 @@ class LoraTrainer(Trainer):
             callbacks=callbacks,
         )
         trainer.remove_callback(PrinterCallback)  # the harness renders progress itself
+        point_into(trainer, opts.report_to, workdir)
+        if evaluator is not None:
+            evaluator.log_to = trainer.log  # validation metrics beside the loss (eval/*)
         # TRL casts every trainable weight of a 4-bit model to bf16. Fully trained copies
         # (train_embeddings) must keep the fp32 of the prepared model's norms: evaluation runs
         # without autocast, and an fp32 hidden state cannot meet a bf16 lm_head.
@@ -297,7 +267,8 @@ class LoraTrainer(Trainer):
                 if param.requires_grad and "modules_to_save" in name:
                     param.data = param.data.float()
         t0 = time.perf_counter()
-        trainer.train()
+        with tracking_env(opts.report_to, workdir):
+            trainer.train()
         seconds = time.perf_counter() - t0
         history = progress.history
         model = trainer.model
