@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.core.atomic import write_text_atomic
+from harness.core.atomic import follow_umask, write_text_atomic
 from harness.core.errors import DataError, OptionError
 from harness.core.pool import ProgressFn, parallel_map
 from harness.core.rng import derive_seed
@@ -268,6 +268,7 @@ def build_benchmark(
         leak = check_leakage_dir(stage, workers=workers, progress=progress)
         report["leakage_pairs_at_build"] = len(leak.pairs)
         write_text_atomic(stage / REPORT, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        follow_umask(stage)  # mkdtemp made it 0700
         if dest.exists():
             shutil.rmtree(dest)
         stage.rename(dest)

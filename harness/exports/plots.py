@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.core.atomic import follow_umask
 from harness.evaluation import stats
 from harness.exports.common import COLUMNS, Rows, ordered, slug
 
@@ -138,6 +139,7 @@ def _save(fig: Any, path: Path) -> None:
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=100, pil_kwargs={"compress_level": 1})
+        follow_umask(tmp)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

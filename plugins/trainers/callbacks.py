@@ -9,6 +9,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from harness.components import TrainContext
+from harness.core.atomic import follow_umask
 from harness.data.sample import Sample
 
 
@@ -57,6 +58,7 @@ class EvalCallback(TrainerCallback):
         if m["macro_f1"] > self.best_saved_f1:
             if m.get("rouge_l", 0.0) >= self.min_rouge_l:  # absent under likelihood scoring
                 model.save_pretrained(str(self.best_dir), safe_serialization=True)
+                follow_umask(self.best_dir)
                 self.best_saved_f1, self.best_step = m["macro_f1"], state.global_step
                 entry["saved"] = True
             else:

@@ -25,6 +25,7 @@ from cxr_harness_plugins.trainers.backends import (
 from cxr_harness_plugins.trainers.sft_args import sft_config, total_steps
 from cxr_harness_plugins.trainers.tracking import ReportTo, check_tracking, point_into, tracking_env
 from harness.components import Options, TrainContext, Trainer, TrainResult
+from harness.core.atomic import follow_umask
 from harness.core.errors import OptionError
 from harness.data.sample import Sample
 from harness.hookspecs import hookimpl
@@ -284,6 +285,7 @@ class LoraTrainer(Trainer):
                 adapter_dir = None  # the gate also guards the final save
         if adapter_dir is not None:
             model.save_pretrained(str(adapter_dir), safe_serialization=True)
+            follow_umask(adapter_dir)  # safetensors writes its weights 0600
         resolved = {  # what ran, read from the trained model where it can be
             "backend": backend,
             "backend_reason": reason,
