@@ -26,6 +26,7 @@ from harness.evaluation.likelihood import label_loglikelihoods, score_likelihood
 from harness.evaluation.metrics import majority_baseline
 from harness.experiment import experiment_toml
 from harness.exports import write_all
+from harness.exports.html_images import benchmark_source, thumbnails
 from harness.model.adapters import update_card
 from harness.model.decoding import warm_up
 from harness.model.gpu_eval import eval_fast_paths, evaluation_model
@@ -151,8 +152,10 @@ def run_bench(
     gen = plan.generation
     result = BenchResult(out=out)
     base_hash = model_hash(spec.model)
+    source = benchmark_source(spec.benchmark, registry.names("benchmark"))
+    thumbs = thumbnails(bench.test)  # once: every report.html of this run embeds them
     result.provenance = {
-        "benchmark": bench.summary(),
+        "benchmark": {**bench.summary(), "source": source},
         "caveats": bench.caveats,
         "model": {**spec.model.resolved(), "weights_hash": base_hash},
         "prompt": prompt,
@@ -189,10 +192,12 @@ def run_bench(
             row["config_key"] = key
             store.save_config_result(row, run_id)  # one transaction: all of the row or none
             result.rows = store.load_rows()
-            write_all(out, result.rows, result.provenance, result.baselines, plots=False)
+            write_all(
+                out, result.rows, result.provenance, result.baselines, plots=False, images=thumbs
+            )
         result.rows = store.load_rows()
     task = progress.start("render reports", 1)
-    write_all(out, result.rows, result.provenance, result.baselines)
+    write_all(out, result.rows, result.provenance, result.baselines, images=thumbs)
     task.finish()
     events.record("run_finished")
     return result

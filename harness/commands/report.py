@@ -133,8 +133,10 @@ def report_cmd(
     correction: str,
     no_plots: bool,
 ) -> None:
-    """Re-render every report of DIRECTORY from its results.sqlite alone."""
+    """Re-render every report of DIRECTORY from its results.sqlite (report.html also reads the
+    test images back from the benchmark the run used)."""
     from harness.exports import analyse, write_all
+    from harness.exports.html_images import benchmark_thumbnails
     from harness.results.store import ResultsStore
 
     try:
@@ -144,6 +146,8 @@ def report_cmd(
             raise DataError(f"{store.path}: no finished configuration to report")
         target = out or directory
         analysis = analyse(rows, provenance, resamples, seed, correction)
+        ids = {str(p["id"]) for r in rows for p in r.get("predictions", [])}
+        images, image_note = benchmark_thumbnails(provenance, sorted(ids))
         written = write_all(
             target,
             rows,
@@ -152,10 +156,14 @@ def report_cmd(
             plots=not no_plots,
             analysis=analysis,
             workers=os.cpu_count() or 1,
+            images=images,
+            image_note=image_note,
         )
     except HarnessError as exc:
         fail(exc)
     print_leaderboard(rows, provenance, analysis, baselines)
+    if image_note:
+        console.print(f"[yellow]report.html:[/yellow] {image_note}", highlight=False)
     from harness.results.events import where_stopped
 
     stopped = where_stopped(directory)
@@ -196,8 +204,22 @@ def _parse_pairs(values: Sequence[str]) -> list[tuple[str, str]]:
     default=None,
     help="Also write the comparison as Markdown to this file.",
 )
+@click.option(
+    "--html",
+    "html_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the comparison as one self-contained HTML page (the paired table and "
+    "both runs' answers per test image) to this file.",
+)
 def compare_cmd(
-    dir_a: Path, dir_b: Path, pairs: tuple[str, ...], resamples: int, seed: int, out: Path | None
+    dir_a: Path,
+    dir_b: Path,
+    pairs: tuple[str, ...],
+    resamples: int,
+    seed: int,
+    out: Path | None,
+    html_out: Path | None,
 ) -> None:
     """Compare two results directories with paired tests on their shared test images."""
     from harness.core.atomic import write_text_atomic
@@ -205,6 +227,7 @@ def compare_cmd(
     from harness.exports import classes_of, fmt_p
     from harness.exports.compare import (
         compare_runs,
+        comparison_html,
         comparison_markdown,
         match_pairs,
         setting_differences,
@@ -230,6 +253,22 @@ def compare_cmd(
         note = "".join(f"**Warning:** {w}.\n\n" for w in warnings)
         if out:
             write_text_atomic(out, comparison_markdown(results, str(dir_a), str(dir_b), note))
+        if html_out:
+            from harness.exports.html_images import benchmark_thumbnails
+
+            ids = {str(p["id"]) for r in [*rows_a, *rows_b] for p in r.get("predictions", [])}
+            images, image_note = benchmark_thumbnails(prov_a, sorted(ids))
+            page = comparison_html(
+                results,
+                str(dir_a),
+                str(dir_b),
+                (rows_a, rows_b),
+                images,
+                classes,
+                warnings,
+                image_note,
+            )
+            write_text_atomic(html_out, page)
     except HarnessError as exc:
         fail(exc)
     table = Table(title=f"A = {dir_a}  ·  B = {dir_b}  ·  Δ = B − A (95% paired bootstrap CI)")
@@ -251,5 +290,6 @@ def compare_cmd(
     console.print(table)
     for w in warnings:
         console.print(f"[yellow]warning:[/yellow] {w}; the Δ may come from this", highlight=False)
-    if out:
-        console.print(f"Comparison written to [bold]{out}[/bold]")
+    for path in (out, html_out):
+        if path:
+            console.print(f"Comparison written to [bold]{path}[/bold]")

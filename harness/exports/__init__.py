@@ -1,7 +1,8 @@
 """Every output of a results directory, rendered from rows + provenance + baselines alone.
 
 ``write_all(out_dir, rows, provenance, baselines)`` writes leaderboard.md/.tex, results.csv/.json,
-predictions.jsonl, per_class.md, provenance.json and plots/*.png, each atomically.
+predictions.jsonl, per_class.md, provenance.json, plots/*.png and report.html (one
+self-contained page embedding the plots and the test images' thumbnails), each atomically.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from harness.evaluation import analysis
 from harness.evaluation.correction import DEFAULT_CORRECTION
 from harness.exports.common import COLUMNS, Rows, classes_of, fmt_p, fmt_params, ordered
 from harness.exports.data import predictions_jsonl, results_csv, results_json
+from harness.exports.html import report_html
+from harness.exports.html_images import Thumbnail
 from harness.exports.latex import latex_document, leaderboard_latex, tex_escape
 from harness.exports.markdown import (
     caveats,
@@ -49,12 +52,15 @@ def write_all(
     plots: bool = True,
     analysis: Mapping[str, Any] | None = None,
     workers: int = 1,
+    images: Mapping[str, Thumbnail] | None = None,
+    image_note: str = "",
 ) -> list[Path]:
     """Render every output into ``out_dir``; returns the paths written.
 
     ``analysis`` (from :func:`analyse`) is computed when not given; pass it to reuse the
     bootstrap, e.g. for a console table. ``workers > 1`` renders plots in forked processes
-    (CLI only; keep 1 inside a process that holds CUDA).
+    (CLI only; keep 1 inside a process that holds CUDA). ``images`` are the test images'
+    thumbnails by sample id (placeholders where absent); ``image_note`` says why some are missing.
     """
     out = Path(out_dir)
     baselines = baselines or {}
@@ -74,6 +80,9 @@ def write_all(
         written.append(out / name)
     if plots and rows:
         written += write_plots(out / "plots", rows, an, workers)
+    page = report_html(rows, provenance, baselines, an, images or {}, out / "plots", image_note)
+    write_text_atomic(out / "report.html", page)
+    written.append(out / "report.html")
     return written
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from html import escape
 from typing import Any
 
 from harness.core.errors import DataError
 from harness.evaluation import stats
 from harness.exports.common import fmt_p
+from harness.exports.html import gallery_data, images_section, json_for_script, nav, number_cell
+from harness.exports.html_assets import page
 
 Row = Mapping[str, Any]
 
@@ -169,3 +172,60 @@ def comparison_markdown(
             + f" | {fmt_p(r['mcnemar'].p_value)} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def comparison_html(
+    results: Sequence[Mapping[str, Any]],
+    label_a: str,
+    label_b: str,
+    runs: tuple[Sequence[Row], Sequence[Row]],
+    images: Mapping[str, Any],
+    classes: Sequence[str],
+    warns: Sequence[str] = (),
+    image_note: str = "",
+) -> str:
+    """The comparison as one self-contained page: the paired table (sortable), the warnings,
+    and the per-image view of each compared pair (``A:``/``B:`` prefixed configurations)."""
+    heads = ["A", "B", "n"]
+    for m in stats.HEADLINE:
+        heads += [f"{m} A", f"{m} B", f"Δ{m} [95% CI]", "p"]
+    body = ""
+    for r in results:
+        cells = [f'<td class="text">{escape(str(r[k]))}</td>' for k in ("a", "b")]
+        cells.append(number_cell(r["n_shared"], str(r["n_shared"])))
+        for m in stats.HEADLINE:
+            p = r["paired"].get(m)
+            if p is None:
+                cells += ["<td>–</td>"] * 4
+                continue
+            cells += [
+                number_cell(r["metrics_a"][m], f"{r['metrics_a'][m]:.3f}"),
+                number_cell(r["metrics_b"][m], f"{r['metrics_b'][m]:.3f}"),
+                number_cell(p.estimate, f"{p.estimate:+.3f} [{p.low:+.3f}, {p.high:+.3f}]"),
+                number_cell(p.p_value, fmt_p(p.p_value)),
+            ]
+        cells.append(number_cell(r["mcnemar"].p_value, fmt_p(r["mcnemar"].p_value)))
+        body += "<tr>" + "".join(cells) + "</tr>"
+    table = (
+        '<section id="comparison"><h2>Paired comparison</h2><table class="sortable" '
+        'id="leaderboard-table"><thead><tr>'
+        + "".join(f"<th>{escape(h)}</th>" for h in [*heads, "McNemar p"])
+        + f'</tr></thead><tbody>{body}</tbody></table><p class="note">Δ = B − A on the test '
+        "images both answered; 95% paired bootstrap CI and two-sided p; McNemar's test on "
+        "accuracy. Click a header to sort.</p>"
+        + "".join(f"<p><b>Warning:</b> {escape(w)}; the Δ may come from this.</p>" for w in warns)
+        + "</section>"
+    )
+    wanted_a = {r["a"] for r in results}
+    wanted_b = {r["b"] for r in results}
+    pick_a = [r for r in runs[0] if r["config_id"] in wanted_a]
+    pick_b = [r for r in runs[1] if r["config_id"] in wanted_b]
+    data = gallery_data([("A:", pick_a), ("B:", pick_b)], images, classes)
+
+    return page(
+        "cxr-harness comparison",
+        escape(f"A = {label_a} · B = {label_b}"),
+        nav([("comparison", "Comparison"), ("images", "Images")]),
+        table + images_section(data, image_note),
+        json_for_script(data),
+    )

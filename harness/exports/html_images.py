@@ -1,0 +1,123 @@
+"""The test images of a run as small embedded thumbnails, for the HTML report.
+
+A run's predictions name their images by sample id only; the pixels and reference reports live
+in the benchmark the run used. ``thumbnails(samples)`` turns in-memory samples into thumbnails
+(the bench step, which holds the benchmark); ``benchmark_thumbnails(provenance)`` reads them
+back from the benchmark folder (or benchmark plugin) that the provenance names, for
+``harness report``. An image that cannot be read becomes a placeholder with the reason; it
+never fails the report.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from harness.core.errors import HarnessError
+
+THUMB_PX = 128
+JPEG_QUALITY = 80
+
+
+@dataclass(frozen=True)
+class Thumbnail:
+    """One test image: a ``data:`` URI (empty when unreadable, with ``error`` saying why) and the
+    image's reference report."""
+
+    id: str
+    label: str
+    report: str
+    uri: str = ""
+    error: str = ""
+
+
+def encode_thumbnail(image: Image.Image, size: int = THUMB_PX) -> str:
+    """A JPEG ``data:`` URI of ``image`` downscaled to at most ``size`` px on its longer side."""
+    img = image.convert("L") if image.mode not in ("L", "RGB") else image.copy()
+    img.thumbnail((size, size), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=JPEG_QUALITY, optimize=True)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _thumb(sid: str, label: str, report: str, image: Any) -> Thumbnail:
+    try:
+        return Thumbnail(sid, label, report, uri=encode_thumbnail(image))
+    except Exception as exc:  # one unreadable image shows a placeholder, never fails the report
+        return Thumbnail(sid, label, report, error=f"{type(exc).__name__}: {exc}")
+
+
+def thumbnails(samples: Iterable[Any], size: int = THUMB_PX) -> dict[str, Thumbnail]:
+    """Thumbnails of in-memory samples (anything with ``id``, ``label``, ``report``,
+    ``image``), by sample id."""
+    return {s.id: _thumb(s.id, s.label, s.report or "", s.image) for s in samples}
+
+
+def benchmark_source(name: str, registered: Iterable[str]) -> str:
+    """Where a run's benchmark lives, for reading its images back later: ``plugin`` for a
+    registered benchmark, else the absolute path of its built folder."""
+    if name in set(registered):
+        return "plugin"
+    from harness.data.layout import resolve_dir
+
+    return str(resolve_dir(name).resolve())
+
+
+def benchmark_thumbnails(
+    provenance: Mapping[str, Any], image_ids: Iterable[str]
+) -> tuple[dict[str, Thumbnail], str]:
+    """Thumbnails of ``image_ids`` read from the benchmark the provenance names, and a note
+    (empty if every image was found). A built folder is read for its test rows only; a
+    benchmark whose fingerprint differs from the run's shows placeholders only."""
+    bench = provenance.get("benchmark") or {}
+    name, want = str(bench.get("name") or ""), str(bench.get("fingerprint") or "")
+    ids = list(image_ids)
+    source = str(bench.get("source") or "")
+    try:
+        if source and source != "plugin":
+            found, fp = _from_folder(Path(source), set(ids))
+        else:
+            found, fp = _from_registry(name, set(ids))
+    except HarnessError as exc:
+        return {}, f"test images unavailable: {exc}"
+    if want and fp and fp != want:
+        return {}, (
+            f"test images not shown: benchmark {name!r} now has fingerprint {fp}, "
+            f"the run used {want}"
+        )
+    missing = [i for i in ids if i not in found or not found[i].uri]
+    note = f"{len(missing)} of {len(ids)} test images could not be read" if missing else ""
+    return found, note
+
+
+def _from_folder(path: Path, ids: set[str]) -> tuple[dict[str, Thumbnail], str]:
+    from harness.data.images import load_image
+    from harness.data.layout import read_manifest
+
+    meta, rows = read_manifest(path)
+    out = {}
+    for row in rows:
+        if row.get("id") not in ids:
+            continue
+        sid, label, report = row["id"], row.get("label", ""), row.get("report", "")
+        try:
+            image = load_image(path / row["path"])
+        except HarnessError as exc:
+            out[sid] = Thumbnail(sid, label, report, error=str(exc))
+            continue
+        out[sid] = _thumb(sid, label, report, image)
+    return out, str(meta.get("fingerprint") or "")
+
+
+def _from_registry(name: str, ids: set[str]) -> tuple[dict[str, Thumbnail], str]:
+    from harness.benchmarks import load_benchmark
+
+    bench = load_benchmark(name)
+    samples = [s for s in (*bench.test, *bench.val, *bench.train) if s.id in ids]
+    return thumbnails(samples), bench.fingerprint
