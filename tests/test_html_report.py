@@ -15,7 +15,7 @@ from test_exports import CLASSES, make_bench
 
 from harness.commands.report import compare_cmd, report_cmd
 from harness.exports import analyse, write_all
-from harness.exports.html import json_for_script
+from harness.exports.html_assets import json_for_script
 from harness.exports.html_images import benchmark_thumbnails, thumbnails
 from harness.results.store import ResultsStore
 
@@ -65,6 +65,8 @@ def test_report_is_one_self_contained_escaped_file(report) -> None:
     thumb = Image.open(__import__("io").BytesIO(__import__("base64").b64decode(uris[0][23:])))
     assert max(thumb.size) <= 128
     assert "data:image/png;base64," in text  # the plots are embedded
+    sort_keys = re.findall(r'data-v="([^"]*)"', text)
+    assert sort_keys and all(np.isfinite(float(v)) for v in sort_keys)  # every key parses
     doc = json.loads(re.search(r'id="report-data"[^>]*>(.*?)</script>', text, re.S).group(1))
     base = next(c for c in doc["configs"] if c["id"] == "base")
     assert base["answers"][rows[0]["predictions"][3]["id"]]["answer"] == XSS

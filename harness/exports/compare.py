@@ -9,8 +9,9 @@ from typing import Any
 from harness.core.errors import DataError
 from harness.evaluation import stats
 from harness.exports.common import fmt_p
-from harness.exports.html import gallery_data, images_section, json_for_script, nav, number_cell
-from harness.exports.html_assets import page
+from harness.exports.html import nav, number_cell
+from harness.exports.html_assets import json_for_script, page
+from harness.exports.html_images import gallery_data, images_section
 
 Row = Mapping[str, Any]
 

@@ -10,7 +10,6 @@ carry: nothing here names a metric.
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
@@ -21,18 +20,17 @@ from harness.exports.common import (
     Rows,
     best,
     cell,
+    correction_note,
     coverage_note,
     coverage_suffix,
-    fmt_p,
+    fmt_p_adjusted,
     fmt_params,
     ordered,
+    seed_cells,
 )
-from harness.exports.html_assets import IMAGES, fill, page
-from harness.exports.html_images import Thumbnail
-from harness.exports.markdown import caveats, provenance_block
-
-# Prediction fields that describe the answer; every other numeric field is a per-sample score.
-ANSWER_FIELDS = ("id", "label", "prediction", "valid", "invalid_reason", "answer", "config_id")
+from harness.exports.html_assets import json_for_script, page
+from harness.exports.html_images import Thumbnail, gallery_data, images_section
+from harness.exports.markdown import SEEDS_NOTE, caveats, provenance_block
 
 
 def _e(value: Any) -> str:
@@ -41,92 +39,38 @@ def _e(value: Any) -> str:
 
 def number_cell(v: float | None, text: str, cls: str = "") -> str:
     """A table cell sorted by ``v`` (missing values sort last)."""
-    attr = f' data-v="{v!r}"' if v is not None else ""
-    return f"<td{attr}{f' class={chr(34)}{cls}{chr(34)}' if cls else ''}>{_e(text)}</td>"
-
-
-def json_for_script(doc: Any) -> str:
-    """JSON that cannot close or confuse the ``<script>`` element holding it."""
-    text = json.dumps(doc, ensure_ascii=False, default=str, separators=(",", ":"))
-    for ch, sub in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
-        text = text.replace(ch, sub)
-    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
-
-
-def sample_metric_names(rows: Rows) -> list[str]:
-    """Numeric per-sample scores the predictions carry (bools and answer fields excluded)."""
-    names: dict[str, None] = {}
-    for r in rows:
-        for p in r.get("predictions", []):
-            for k, v in p.items():
-                if (
-                    k not in ANSWER_FIELDS
-                    and isinstance(v, int | float)
-                    and not isinstance(v, bool)
-                ):
-                    names.setdefault(k, None)
-    return list(names)
-
-
-def gallery_data(
-    runs: Sequence[tuple[str, Rows]], images: Mapping[str, Thumbnail], classes: Sequence[str]
-) -> dict[str, Any]:
-    """The per-image view's document: each test image once, each configuration's answers.
-
-    ``runs`` are (prefix, rows): a comparison labels its two runs' configurations ``A:``/``B:``.
-    """
-    all_rows = [r for _, rows in runs for r in rows]
-    metrics = sample_metric_names(all_rows)
-    order: dict[str, str] = {}
-    for r in all_rows:
-        for p in r.get("predictions", []):
-            order.setdefault(str(p["id"]), str(p.get("label", "")))
-    configs = []
-    for prefix, rows in runs:
-        for r in ordered(rows):
-            answers = {
-                str(p["id"]): {
-                    "prediction": p.get("prediction"),
-                    "valid": bool(p.get("valid")),
-                    "invalid_reason": p.get("invalid_reason") or "",
-                    "answer": p.get("answer") or "",
-                    "metrics": {m: p[m] for m in metrics if p.get(m) is not None},
-                }
-                for p in r.get("predictions", [])
-            }
-            configs.append({"id": prefix + str(r["config_id"]), "answers": answers})
-    rank = {c: i for i, c in enumerate(classes)}
-    ids = sorted(order, key=lambda i: (rank.get(order[i], len(rank)), i))
-    out = []
-    for sid in ids:
-        t = images.get(sid)
-        out.append(
-            {
-                "id": sid,
-                "label": order[sid],
-                "report": t.report if t else "",
-                "uri": t.uri if t else "",
-                "error": (t.error or "unreadable")
-                if t and not t.uri
-                else ("" if t else "no image"),
-            }
-        )
-    return {"classes": list(classes), "sample_metrics": metrics, "configs": configs, "images": out}
-
-
-def images_section(data: Mapping[str, Any], note: str = "") -> str:
-    options = "".join(f'<option value="{_e(c)}">{_e(c)}</option>' for c in data["classes"])
-    configs = "".join(
-        f'<option value="{_e(c["id"])}">{_e(c["id"])}</option>' for c in data["configs"]
-    )
-    note_html = f" {_e(note)}" if note else ""
-    return fill(IMAGES, classes=options, configs=configs, note=note_html)
+    attr = f' data-v="{float(v)!r}"' if v is not None else ""
+    klass = f' class="{cls}"' if cls else ""
+    return f"<td{attr}{klass}>{_e(text)}</td>"
 
 
 # ---------------------------------------------------------------- a run's sections
 
 
+def table(heads: Sequence[str], body: Sequence[str], table_id: str = "") -> str:
+    """A sortable table (``body``: rendered ``<tr>`` rows) that scrolls sideways when wide."""
+    ident = f' id="{_e(table_id)}"' if table_id else ""
+    return (
+        f'<div class="scroll"><table class="sortable nums"{ident}><thead><tr>'
+        + "".join(f"<th>{_e(h)}</th>" for h in heads)
+        + "</tr></thead><tbody>"
+        + "".join(body)
+        + "</tbody></table></div>"
+    )
+
+
+def _delta_cells(p: Any, an: Mapping[str, Any]) -> list[str]:
+    if p is None:
+        return ["<td>–</td>", "<td>–</td>"]
+    return [
+        number_cell(p.estimate, f"{p.estimate:+.3f} [{p.low:+.3f}, {p.high:+.3f}]"),
+        number_cell(p.p_value, fmt_p_adjusted(p, an, sep="\n"), "p"),
+    ]
+
+
 def leaderboard_section(rows: Rows, an: Mapping[str, Any], baselines: Mapping[str, Any]) -> str:
+    """The leaderboard (metrics with CIs, the first paired metric's Δ against base, McNemar,
+    size and time) and the paired tests of every metric in their own table."""
     top = best(rows)
     metrics = [(m, t) for m, t in COLUMNS if any(m in r["metrics"] for r in rows)]
     paired = [
@@ -135,34 +79,36 @@ def leaderboard_section(rows: Rows, an: Mapping[str, Any], baselines: Mapping[st
         if any(m in an["configs"][r["config_id"]]["paired"] for r in rows)
     ]
     heads = ["Configuration", *(t for _, t in metrics)]
-    heads += [h for _, t in paired for h in (f"Δ{t} vs base [95% CI]", "p")]
+    heads += [f"Δ{paired[0][1]} vs base [95% CI]", "p"] if paired else []
     heads += ["McNemar p", "Trainable", "Train s"]
-    body = []
+    body, tests = [], []
     for r in ordered(rows):
         item = an["configs"][r["config_id"]]
-        cells = [f'<td class="text">{_e(r["config_id"])}</td>']
+        name = f'<td class="text">{_e(r["config_id"])}</td>'
+        cells = [name]
         for m, _ in metrics:
             v, hw = cell(r, an, m)
             text = "–" if v is None else f"{v:.3f}" + (f" ± {hw:.3f}" if hw is not None else "")
             bold = v is not None and len(rows) > 1 and abs(v - top[m]) < 1e-12
             cells.append(number_cell(v, text + coverage_suffix(r, m), "best" if bold else ""))
-        for m, _ in paired:
-            p = item["paired"].get(m)
-            cells.append(
-                number_cell(
-                    p.estimate if p else None,
-                    f"{p.estimate:+.3f} [{p.low:+.3f}, {p.high:+.3f}]" if p else "–",
-                )
-            )
-            cells.append(number_cell(p.p_value if p else None, fmt_p(p.p_value) if p else "–"))
+        if paired:
+            cells += _delta_cells(item["paired"].get(paired[0][0]), an)
         mc = item["mcnemar"]
         trained = r.get("trainer") != "base"
         n_params = r.get("trainable_params") if trained else None
         secs = float(r.get("train_seconds") or 0) if trained else None
-        cells.append(number_cell(mc.p_value if mc else None, fmt_p(mc.p_value) if mc else "–"))
+        mc_text = fmt_p_adjusted(mc, an, sep="\n") if mc else "–"
+        mc_cell = number_cell(mc.p_value if mc else None, mc_text, "p")
+        cells.append(mc_cell)
         cells.append(number_cell(n_params, fmt_params(n_params)))
         cells.append(number_cell(secs, f"{secs:.1f}" if secs is not None else "–"))
         body.append("<tr>" + "".join(cells) + "</tr>")
+        if item["paired"]:
+            n = next(iter(item["paired"].values())).n
+            row = [name, number_cell(n, str(n))]
+            row += [c for m, _ in paired for c in _delta_cells(item["paired"].get(m), an)]
+            mcnemar = f"{mc.b}/{mc.c}" if mc else "–"
+            tests.append("<tr>" + "".join([*row, f"<td>{mcnemar}</td>", mc_cell]) + "</tr>")
     for label, values in _baseline_rows(baselines, rows):
         cells = [f'<td class="text">{_e(label)}</td>']
         cells += [
@@ -175,15 +121,22 @@ def leaderboard_section(rows: Rows, an: Mapping[str, Any], baselines: Mapping[st
         f"Estimate ± half-width of the 95% percentile bootstrap CI ({an['n_resamples']} "
         f"resamples, seed {an['seed']}); best per column in bold. Δ and p compare with base on "
         "the same test images (paired bootstrap; McNemar for accuracy). Click a header to sort. "
+        + correction_note(an)
+        + " "
         + coverage_note(rows)
+    )
+    test_heads = ["Configuration", "n"]
+    test_heads += [h for _, t in paired for h in (f"Δ{t} [95% CI]", "p")]
+    tests_html = (
+        "<h3>Paired tests against base</h3>"
+        + table([*test_heads, "McNemar b/c", "McNemar p"], tests, "paired-table")
+        if tests
+        else ""
     )
     return (
         '<section id="leaderboard"><h2>Leaderboard</h2>'
-        '<table class="sortable" id="leaderboard-table"><thead><tr>'
-        + "".join(f"<th>{_e(h)}</th>" for h in heads)
-        + "</tr></thead><tbody>"
-        + "".join(body)
-        + f'</tbody></table><p class="note">{_e(note)}</p>{_seeds_table(an)}</section>'
+        + table(heads, body, "leaderboard-table")
+        + f'<p class="note">{_e(note)}</p>{tests_html}{_seeds_table(an)}</section>'
     )
 
 
@@ -209,16 +162,16 @@ def _seeds_table(an: Mapping[str, Any]) -> str:
     for rid, summ in an["seeds"].items():
         n = next(iter(summ.values())).n if summ else 0
         cells = "".join(
-            number_cell(summ[m].mean, f"{summ[m].mean:.3f} ± {summ[m].sd:.3f}")
-            if m in summ
-            else "<td>–</td>"
-            for m, _ in COLUMNS
+            number_cell(summ[m].mean, text) if m in summ else "<td>–</td>"
+            for (m, _), text in zip(COLUMNS, seed_cells(an, rid), strict=True)
         )
         body += f'<tr><td class="text">{_e(rid)}</td><td>{n}</td>{cells}</tr>'
     heads = "".join(f"<th>{_e(t)}</th>" for _, t in COLUMNS)
+    note = SEEDS_NOTE.format(n=an["n_resamples"], seed=an["seed"])
     return (
-        '<h3>Across training seeds (mean ± sd)</h3><table class="sortable"><thead><tr>'
+        '<h3>Across training seeds</h3><table class="sortable"><thead><tr>'
         f"<th>Recipe</th><th>Seeds</th>{heads}</tr></thead><tbody>{body}</tbody></table>"
+        f'<p class="note">{_e(note)}</p>'
     )
 
 
@@ -290,7 +243,8 @@ def plots_section(plots_dir: Path) -> str:
     pngs = sorted(plots_dir.glob("*.png")) if plots_dir.is_dir() else []
     if not pngs:
         return '<section id="plots"><h2>Plots</h2><p class="note">No plots rendered.</p></section>'
-    evaluation = [p for p in pngs if p.stem == "metrics" or p.stem.startswith("confusion")]
+    evaluation = [p for p in pngs if p.stem == "metrics"]
+    evaluation += [p for p in pngs if p.stem.startswith("confusion")]
     curves = [p for p in pngs if p not in evaluation]
 
     def figures(paths: list[Path]) -> str:

@@ -4,7 +4,9 @@ nodes only, never ``innerHTML`` of data, so model answers cannot inject markup."
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 CSS = """
 :root { --ok: #1b7f3b; --bad: #b3261e; --muted: #666; --line: #ddd; --hi: #fff3c4; }
@@ -17,7 +19,7 @@ header p { margin: 0; opacity: .85; }
 nav { position: sticky; top: 0; z-index: 2; background: #fff; border-bottom: 1px solid var(--line);
   padding: 6px 24px; }
 nav a { margin-right: 14px; color: #1f3a5f; text-decoration: none; }
-main { padding: 0 24px 40px; max-width: 1400px; }
+main { padding: 0 24px 40px; }
 section { margin-top: 22px; scroll-margin-top: 40px; }
 h2 { font-size: 17px; border-bottom: 2px solid #1f3a5f; padding-bottom: 2px; }
 h3 { font-size: 14px; margin: 14px 0 6px; }
@@ -51,11 +53,17 @@ table.cm th.rot { writing-mode: vertical-rl; transform: rotate(180deg); text-ali
 .card .body { flex: 1; min-width: 0; }
 .card .ref { color: #333; margin: 2px 0 6px; white-space: pre-wrap; }
 .card table { width: 100%; font-size: 13px; }
+.card th, .card td { text-align: left; }
+.card td.num { text-align: right; white-space: nowrap; }
+.scroll { overflow-x: auto; max-width: 100%; }
+table.nums td { white-space: nowrap; font-size: 13px; }
+table.nums td.p { white-space: pre-line; }
 .card td.answer { text-align: left; white-space: pre-wrap; word-break: break-word; }
 .ok { color: var(--ok); }
 .bad { color: var(--bad); font-weight: 600; }
 .plots img { max-width: 100%; border: 1px solid var(--line); background: #fff; }
-.plots figure { margin: 0; max-width: 640px; }
+.plots figure { margin: 0; flex: 0 1 600px; }
+.plots img { width: 100%; }
 figcaption { color: var(--muted); font-size: 12px; }
 dl.prov { display: grid; grid-template-columns: max-content 1fr; gap: 2px 14px; }
 dl.prov dt { font-weight: 600; }
@@ -174,7 +182,7 @@ JS = r"""
     var ref = img.report ? "Reference: " + img.report : "No reference report.";
     b.appendChild(el("div", "ref", ref));
     var t = el("table"), hr = el("tr");
-    ["Configuration", "Parsed class", "Valid"].concat(data.sample_metrics).concat(["Answer"])
+    ["Configuration", "Parsed class", "Valid"].concat(data.sample_titles).concat(["Answer"])
       .forEach(function (h) { hr.appendChild(el("th", null, h)); });
     t.appendChild(hr);
     configs.forEach(function (cfg) {
@@ -188,7 +196,7 @@ JS = r"""
       tr.appendChild(el("td", a.valid ? "ok" : "bad", a.valid ? "yes" : "invalid" + why));
       data.sample_metrics.forEach(function (m) {
         var v = a.metrics[m];
-        tr.appendChild(el("td", null, v === undefined || v === null ? "\u2013" : fmt(v)));
+        tr.appendChild(el("td", "num", v === undefined || v === null ? "\u2013" : fmt(v)));
       });
       tr.appendChild(el("td", "answer", a.answer));
       t.appendChild(tr);
@@ -279,3 +287,11 @@ def page(title: str, subtitle: str, nav: str, body: str, data: str) -> str:
     """The whole page; every argument is already escaped HTML (``data``: JSON made safe for a
     script element)."""
     return fill(PAGE, title=title, subtitle=subtitle, nav=nav, body=body, data=data, css=CSS, js=JS)
+
+
+def json_for_script(doc: Any) -> str:
+    """JSON that cannot close or confuse the ``<script>`` element holding it."""
+    text = json.dumps(doc, ensure_ascii=False, default=str, separators=(",", ":"))
+    for ch, sub in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
+        text = text.replace(ch, sub)
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")

@@ -1,4 +1,5 @@
-"""The test images of a run as small embedded thumbnails, for the HTML report.
+"""The HTML report's per-image view: the test images as small embedded thumbnails, and the
+document the page's script draws the view from.
 
 A run's predictions name their images by sample id only; the pixels and reference reports live
 in the benchmark the run used. ``thumbnails(samples)`` turns in-memory samples into thumbnails
@@ -12,14 +13,17 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from html import escape
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from harness.core.errors import HarnessError
+from harness.exports.common import COLUMNS, Rows, ordered
+from harness.exports.html_assets import IMAGES, fill
 
 THUMB_PX = 128
 JPEG_QUALITY = 80
@@ -121,3 +125,86 @@ def _from_registry(name: str, ids: set[str]) -> tuple[dict[str, Thumbnail], str]
     bench = load_benchmark(name)
     samples = [s for s in (*bench.test, *bench.val, *bench.train) if s.id in ids]
     return thumbnails(samples), bench.fingerprint
+
+
+# ---------------------------------------------------------------- the per-image view
+
+# Prediction fields that describe the answer; every other numeric field is a per-sample score.
+ANSWER_FIELDS = ("id", "label", "prediction", "valid", "invalid_reason", "answer", "config_id")
+
+
+def sample_metric_names(rows: Rows) -> list[str]:
+    """Numeric per-sample scores the predictions carry (bools and answer fields excluded)."""
+    names: dict[str, None] = {}
+    for r in rows:
+        for p in r.get("predictions", []):
+            for k, v in p.items():
+                if (
+                    k not in ANSWER_FIELDS
+                    and isinstance(v, int | float)
+                    and not isinstance(v, bool)
+                ):
+                    names.setdefault(k, None)
+    return list(names)
+
+
+def gallery_data(
+    runs: Sequence[tuple[str, Rows]], images: Mapping[str, Thumbnail], classes: Sequence[str]
+) -> dict[str, Any]:
+    """The per-image view's document: each test image once, each configuration's answers.
+
+    ``runs`` are (prefix, rows): a comparison labels its two runs' configurations ``A:``/``B:``.
+    """
+    all_rows = [r for _, rows in runs for r in rows]
+    metrics = sample_metric_names(all_rows)
+    order: dict[str, str] = {}
+    for r in all_rows:
+        for p in r.get("predictions", []):
+            order.setdefault(str(p["id"]), str(p.get("label", "")))
+    configs = []
+    for prefix, rows in runs:
+        for r in ordered(rows):
+            answers = {
+                str(p["id"]): {
+                    "prediction": p.get("prediction"),
+                    "valid": bool(p.get("valid")),
+                    "invalid_reason": p.get("invalid_reason") or "",
+                    "answer": p.get("answer") or "",
+                    "metrics": {m: p[m] for m in metrics if p.get(m) is not None},
+                }
+                for p in r.get("predictions", [])
+            }
+            configs.append({"id": prefix + str(r["config_id"]), "answers": answers})
+    rank = {c: i for i, c in enumerate(classes)}
+    ids = sorted(order, key=lambda i: (rank.get(order[i], len(rank)), i))
+    out = []
+    for sid in ids:
+        t = images.get(sid)
+        out.append(
+            {
+                "id": sid,
+                "label": order[sid],
+                "report": t.report if t else "",
+                "uri": t.uri if t else "",
+                "error": (t.error or "unreadable")
+                if t and not t.uri
+                else ("" if t else "no image"),
+            }
+        )
+    titles = dict(COLUMNS)
+    return {
+        "classes": list(classes),
+        "sample_metrics": metrics,
+        "sample_titles": [titles.get(m, m) for m in metrics],
+        "configs": configs,
+        "images": out,
+    }
+
+
+def images_section(data: Mapping[str, Any], note: str = "") -> str:
+    options = "".join(f'<option value="{escape(c)}">{escape(c)}</option>' for c in data["classes"])
+    configs = "".join(
+        f'<option value="{escape(c["id"])}">{escape(c["id"])}</option>' for c in data["configs"]
+    )
+    note_html = f" {escape(note)}" if note else ""
+    return fill(IMAGES, classes=options, configs=configs, note=note_html)
