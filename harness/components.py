@@ -1,4 +1,4 @@
-"""Base classes for the four plugin kinds and their strict options models."""
+"""Base classes for the five plugin kinds and their strict options models."""
 
 from __future__ import annotations
 
@@ -71,6 +71,82 @@ class BenchmarkSource(Component):
     def load(self) -> Benchmark:
         """Build and return the benchmark (name, classes, train/val/test samples, caveats)."""
         raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class MetricItem:
+    """One test image as a metric sees it: the true and predicted class (None: invalid), the
+    generated explanation and the reference report (empty where the image has none)."""
+
+    id: str
+    label: str
+    prediction: str | None
+    explanation: str
+    reference: str
+
+
+class Metric(Component):
+    """A leaderboard metric, computed from per-sample sufficient statistics.
+
+    ``statistics`` gives one row of numbers per test image; ``combine`` turns column sums into
+    the metric's value. A metric that is the mean of per-image scores uses two columns
+    (score, 1); a corpus-level metric (BLEU) sums n-gram counts; Macro-F1 sums per-class
+    counts. A bootstrap resample is a weight per image, so every metric gets its interval and
+    its paired test from ``combine(weights @ statistics)``: exact for corpus-level metrics too.
+    A reference metric (``needs_reference``) has all-zero rows for images without a reference
+    report and ``combine`` gives NaN where no reference was drawn.
+    """
+
+    title: ClassVar[str] = ""
+    higher_is_better: ClassVar[bool] = True
+    needs_reference: ClassVar[bool] = False
+    corpus_level: ClassVar[bool] = False
+    implementation: ClassVar[str] = "cxr-harness"
+    tokenisation: ClassVar[str] = "none (class labels)"
+
+    def version(self) -> str:
+        """The version of the implementation (library) computing the metric."""
+        from harness import __version__
+
+        return __version__
+
+    def preflight(self) -> None:
+        """Raise a typed error now if the metric cannot be computed here (e.g. needs Java)."""
+
+    def statistics(self, items: Sequence[MetricItem], classes: Sequence[str]) -> np.ndarray:
+        """Per-sample sufficient statistics, shape ``(len(items), d)``."""
+        raise NotImplementedError
+
+    def combine(self, sums: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+        """The metric's value for each row of summed statistics, ``(B, d) -> (B,)``."""
+        raise NotImplementedError
+
+    def value(self, items: Sequence[MetricItem], classes: Sequence[str]) -> float:
+        """The metric over all ``items`` (NaN for a reference metric without references)."""
+        stats = self.statistics(items, classes)
+        return float(self.combine(stats.sum(axis=0, keepdims=True), classes)[0])
+
+
+class MeanMetric(Metric):
+    """A metric that is the mean over images of a per-image score in [0, 1]."""
+
+    needs_reference: ClassVar[bool] = True
+
+    def scores(self, items: Sequence[MetricItem]) -> list[float]:
+        """One score per item; called only with items that have a reference."""
+        raise NotImplementedError
+
+    def statistics(self, items: Sequence[MetricItem], classes: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(items), 2))
+        keep = [k for k, it in enumerate(items) if it.reference.strip() or not self.needs_reference]
+        if keep:
+            out[keep, 0] = self.scores([items[k] for k in keep])
+            out[keep, 1] = 1.0
+        return out
+
+    def combine(self, sums: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+        n = sums[:, 1]
+        return np.divide(sums[:, 0], n, out=np.full(len(sums), np.nan), where=n > 0)
 
 
 @dataclass

@@ -60,3 +60,20 @@ def register_benchmarks(register: Callable[[type], None]) -> None:
     against. A registered name takes precedence over a built benchmark folder of that name.
     Returns nothing.
     """
+
+
+@hookspec
+def register_metrics(register: Callable[[type], None]) -> None:
+    """Register metric classes by calling ``register(MetricClass)`` once for each.
+
+    Called once when the registry is built. A metric subclasses ``harness.components.Metric``:
+    a unique ``name`` (what ``--metric NAME`` and ``metrics = [...]`` accept), a strict
+    ``Options`` model, the class attributes ``title`` (column heading), ``higher_is_better``,
+    ``needs_reference`` (scored only on test images with a reference report, with coverage),
+    ``corpus_level``, ``implementation`` and ``tokenisation`` (recorded in provenance), and
+    ``statistics(items, classes) -> (n, d) array`` of per-sample sufficient statistics with
+    ``combine(sums, classes) -> (B,) array``, the metric's value from summed statistics. Summing
+    weighted rows is what gives every metric its bootstrap intervals and paired tests. Importing
+    the plugin module must stay cheap: import heavy libraries inside the methods. Returns
+    nothing.
+    """

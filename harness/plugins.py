@@ -30,6 +30,10 @@ DEFAULT_PLUGINS: dict[str, str] = {
     "trainers_base": "cxr_harness_plugins.trainers.base",
     "trainers_peft": "cxr_harness_plugins.trainers.peft_trainers",
     "benchmarks_phantom8": "cxr_harness_plugins.benchmarks.phantom8",
+    "metrics_classification": "cxr_harness_plugins.metrics.classification",
+    "metrics_rouge": "cxr_harness_plugins.metrics.rouge",
+    "metrics_sacrebleu": "cxr_harness_plugins.metrics.sacrebleu_metrics",
+    "metrics_coco": "cxr_harness_plugins.metrics.coco",
 }
 
 

@@ -13,6 +13,7 @@ from harness.components import (
     Augmenter,
     BenchmarkSource,
     Component,
+    Metric,
     Options,
     Synthesizer,
     Trainer,
@@ -24,6 +25,7 @@ KINDS: dict[str, type[Component]] = {
     "synthesizer": Synthesizer,
     "trainer": Trainer,
     "benchmark": BenchmarkSource,
+    "metric": Metric,
 }
 
 

@@ -34,12 +34,13 @@ def _hookspec_functions() -> dict[str, types.FunctionType]:
 SPECS = _hookspec_functions()
 
 
-def test_hook_surface_is_the_four_register_hooks():
+def test_hook_surface_is_the_five_register_hooks():
     assert set(SPECS) == {
         "register_augmenters",
         "register_synthesizers",
         "register_trainers",
         "register_benchmarks",
+        "register_metrics",
     }
 
 
@@ -88,6 +89,10 @@ def test_each_hook_reaches_a_third_party_impl_with_a_register_callable():
         @hookimpl
         def register_benchmarks(self, register):
             seen["register_benchmarks"] = register
+
+        @hookimpl
+        def register_metrics(self, register):
+            seen["register_metrics"] = register
 
     pm = make_plugin_manager(load_entry_points=False, trace=False)
     pm.register(Recorder(), name="recorder")

@@ -1,4 +1,5 @@
-"""An example third-party cxr-harness plugin: the ``example_invert_noise`` augmenter.
+"""An example third-party cxr-harness plugin: the ``example_invert_noise`` augmenter and the
+``example_length_ratio`` metric.
 
 Installed as the distribution ``cxr-harness-example-plugin``; it registers through the
 ``cxr_harness`` entry-point group exactly as the built-ins do.
@@ -10,7 +11,7 @@ import numpy as np
 from PIL import Image
 from pydantic import Field
 
-from harness.components import Augmenter, Options
+from harness.components import Augmenter, MeanMetric, MetricItem, Options
 from harness.hookspecs import hookimpl
 
 
@@ -37,3 +38,28 @@ class InvertNoise(Augmenter):
 @hookimpl
 def register_augmenters(register) -> None:
     register(InvertNoise)
+
+
+class LengthRatio(MeanMetric):
+    """Per image: min(words of explanation, words of reference) / max(both); 1 = same length."""
+
+    name = "example_length_ratio"
+    title = "Length ratio"
+    description = "Example plugin: word-count ratio of explanation and reference (1 = equal)"
+    implementation = "cxr-harness-example-plugin"
+    tokenisation = "whitespace words"
+
+    def version(self) -> str:
+        return "0.3.1"
+
+    def scores(self, items: list[MetricItem]) -> list[float]:
+        out = []
+        for it in items:
+            a, b = len(it.explanation.split()), len(it.reference.split())
+            out.append(min(a, b) / max(a, b) if max(a, b) else 1.0)
+        return out
+
+
+@hookimpl
+def register_metrics(register) -> None:
+    register(LengthRatio)
