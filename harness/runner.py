@@ -358,7 +358,9 @@ def run_configuration(
         "n_train": len(train_set),
         "trainable_params": trained.trainable_params,
         "total_params": trained.total_params,
-        "train_seconds": round(trained.train_seconds, 2),
+        # a configuration that only loads a model (base, an adapter) did not train
+        "train_seconds": round(trained.train_seconds, 2) if config.trains else None,
+        "load_seconds": None if config.trains else round(trained.train_seconds, 2),
         "eval_seconds": round(ev.seconds, 2),
         "adapter_dir": str(trained.adapter_dir) if trained.adapter_dir else None,
         "chat_template_hash": text_hash(template),

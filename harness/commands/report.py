@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import Group, RenderableType
 from rich.table import Table
 
 from harness.commands import console, fail
@@ -18,15 +20,21 @@ from harness.evaluation.correction import CORRECTIONS, DEFAULT_CORRECTION
 _DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 
 
+# below this many columns the leaderboard is two stacked tables (metrics, then the comparison
+# with base): configuration names are never cut, the CIs wrap under their values
+NARROW = 130
+
+
 def report_table(
     rows: Sequence[Mapping[str, Any]],
     provenance: Mapping[str, Any],
     analysis: Mapping[str, Any],
     baselines: Mapping[str, Any] | None = None,
-) -> Table:
+    width: int | None = None,
+) -> RenderableType:
     """The terminal leaderboard, the same for `bench` and `report`: metrics with 95% CIs (and
     reference coverage), the paired test against base, trainable parameters, training time and
-    the reference baselines."""
+    the reference baselines. Narrower than :data:`NARROW` columns it is two stacked tables."""
     from harness.exports import COLUMNS, fmt_params, ordered
     from harness.exports.common import (
         cell,
@@ -34,20 +42,19 @@ def report_table(
         coverage_note,
         coverage_suffix,
         fmt_p_adjusted,
+        fmt_train_seconds,
     )
 
     bench = provenance.get("benchmark", {})
     note = " ".join(x for x in (correction_note(analysis), coverage_note(rows)) if x)
-    table = Table(
-        title=f"{bench.get('name', '?')} · fingerprint {bench.get('fingerprint', '?')} · "
-        f"{bench.get('sizes', {}).get('test', '?')} test images · ± = 95% bootstrap CI half-width",
-        caption=note or None,
+    title = (
+        f"{bench.get('name', '?')} · fingerprint {bench.get('fingerprint', '?')} · "
+        f"{bench.get('sizes', {}).get('test', '?')} test images · ± = 95% bootstrap CI half-width"
     )
-    table.add_column("Configuration", overflow="fold", min_width=12)
-    for _, title in COLUMNS:
-        table.add_column(title, justify="right")
-    for title in ("ΔF1 vs base", "p", "McNemar p", "Trainable", "Train s"):
-        table.add_column(title, justify="right")
+    narrow = width is not None and width < NARROW
+    metric_titles = [t for _, t in COLUMNS]
+    versus = ["ΔF1 vs base", "p", "McNemar p", "Trainable", "Train s"]
+    body: list[list[str]] = []  # configuration, metrics..., comparison...
     for r in ordered(rows):
         item = analysis["configs"][r["config_id"]]
         pf, mc = item["paired"].get("macro_f1"), item["mcnemar"]
@@ -57,35 +64,73 @@ def report_table(
             text = "–" if v is None else f"{v:.3f}" + (f" ±{hw:.3f}" if hw is not None else "")
             cells.append(text + coverage_suffix(r, m))
         trained = r.get("trainer") != "base"
-        table.add_row(
-            r["config_id"],
-            *cells,
-            f"{pf.estimate:+.3f}" if pf else "–",
-            fmt_p_adjusted(pf, analysis, sep="\n") if pf else "–",
-            fmt_p_adjusted(mc, analysis, sep="\n") if mc else "–",
-            fmt_params(r.get("trainable_params")) if trained else "–",
-            f"{float(r.get('train_seconds') or 0):.1f}" if trained else "–",
+        body.append(
+            [
+                r["config_id"],
+                *cells,
+                f"{pf.estimate:+.3f}" if pf else "–",
+                fmt_p_adjusted(pf, analysis, sep="\n") if pf else "–",
+                fmt_p_adjusted(mc, analysis, sep="\n") if mc else "–",
+                fmt_params(r.get("trainable_params")) if trained else "–",
+                fmt_train_seconds(r),
+            ]
         )
+    n_cfg = len(body)
     baselines = baselines or {}
     maj = baselines.get("majority")
     if maj:
-        table.add_row(
-            "[dim]majority class[/dim]",
-            f"{maj['macro_f1']:.3f}",
-            f"{maj['accuracy']:.3f}",
-            "–",
-            "0.000",
-            *("–",) * 5,
+        body.append(
+            [
+                "[dim]majority class[/dim]",
+                f"{maj['macro_f1']:.3f}",
+                f"{maj['accuracy']:.3f}",
+                "–",
+                "0.000",
+                *("–",) * 5,
+            ]
         )
     oracle = baselines.get("same_class_reference")
     if oracle and any("rouge_l" in r["metrics"] for r in rows):
-        table.add_row(
-            "[dim]same-class reference (ROUGE-L oracle)[/dim]",
-            "–",
-            "–",
-            f"{oracle['rouge_l']:.3f}",
-            *("–",) * 6,
-        )
+        label = "ROUGE-L oracle" if narrow else "same-class reference (ROUGE-L oracle)"
+        body.append([f"[dim]{label}[/dim]", "–", "–", f"{oracle['rouge_l']:.3f}", *("–",) * 6])
+    longest = max((len(b[0]) for b in body[:n_cfg]), default=12)
+    if not narrow:
+        return _table(title, note, ["Configuration", *metric_titles, *versus], body, longest)
+    k = 1 + len(metric_titles)
+    return Group(
+        _table(
+            title, None, ["Configuration", *metric_titles], [b[:k] for b in body], longest, True
+        ),
+        _table(
+            "against base",
+            note,
+            ["Configuration", "ΔF1", "p", "McNemar", "Params", "Train s"],
+            # the caption names the correction: "(Holm <0.001)" becomes "(<0.001)"
+            [b[:1] + [re.sub(r"\([A-Za-z-]+ ", "(", c) for c in b[k:]] for b in body[:n_cfg]],
+            longest,
+            True,
+        ),
+    )
+
+
+def _table(
+    title: str,
+    caption: str | None,
+    headers: list[str],
+    body: list[list[str]],
+    longest: int,
+    compact: bool = False,
+) -> Table:
+    """One leaderboard table; the configuration column is as wide as its longest name."""
+    from rich import box as boxes
+
+    box = boxes.SIMPLE_HEAD if compact else boxes.HEAVY_HEAD
+    table = Table(title=title, caption=caption or None, box=box, collapse_padding=compact)
+    table.add_column(headers[0], no_wrap=True, min_width=max(12, longest))
+    for header in headers[1:]:
+        table.add_column(header, justify="right", overflow="fold")
+    for cells in body:
+        table.add_row(*cells)
     return table
 
 
@@ -100,8 +145,10 @@ def print_leaderboard(
 
     from harness.exports.markdown import meaning_caveats
 
-    wide = console if console.is_terminal else Console(width=160)
-    wide.print(report_table(rows, provenance, analysis, baselines))
+    # a terminal, or a width asked for with COLUMNS, is honoured; a pipe or log gets 160
+    sized = console.is_terminal or bool(os.environ.get("COLUMNS"))
+    wide = console if sized else Console(width=160)
+    wide.print(report_table(rows, provenance, analysis, baselines, width=wide.width))
     for c in meaning_caveats(rows, analysis, baselines or {}):
         console.print(f"[yellow]caveat:[/yellow] {c}", highlight=False)
 

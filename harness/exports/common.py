@@ -136,3 +136,12 @@ def seed_cells(an: Mapping[str, Any], recipe: str, pm: str = " ± ", none: str =
         else none
         for m, _ in COLUMNS
     ]
+
+
+def fmt_train_seconds(row: Mapping[str, Any]) -> str:
+    """Training time, or "–" for a row that never trained (base, a loaded adapter): loading the
+    model is not training."""
+    seconds = row.get("train_seconds")
+    if row.get("trainer") == "base" or seconds is None:
+        return "–"
+    return f"{float(seconds):.1f}"

@@ -21,6 +21,7 @@ from harness.exports.common import (
     coverage_suffix,
     fmt_p_adjusted,
     fmt_params,
+    fmt_train_seconds,
     ordered,
     seed_cells,
 )
@@ -78,7 +79,7 @@ def leaderboard_markdown(
             fmt_p_adjusted(pf, an) if pf else "–",
             fmt_p_adjusted(mc, an) if mc else "–",
             fmt_params(r.get("trainable_params")),
-            f"{float(r.get('train_seconds') or 0):.1f}",
+            fmt_train_seconds(r),
         ]
         lines.append(f"| {r['config_id']} | " + " | ".join(cells) + " |")
     maj = baselines.get("majority")
