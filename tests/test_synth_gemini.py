@@ -317,3 +317,21 @@ def test_split_items_strips_numbering_and_markdown() -> None:
     raw = "1. First report. Two.\n\n**2)** Second one.\nContinues here.\n\n---\n\n- Third."
     assert split_items(raw) == ["First report. Two.", "Second one. Continues here.", "Third."]
     assert count_sentences("One. Two! Three? Four") == 3
+
+
+def test_negated_other_class_keyword_passes_hedged_is_rejected(
+    server: FakeGemini, tmp_path: Path
+) -> None:
+    normal = (
+        "The lungs are clear. The heart size is normal. No pneumothorax or pleural effusion. "
+        "The trachea is central."
+    )
+    hedged = (
+        "The lungs are clear. The heart size is normal. A small pneumothorax cannot be "
+        "excluded. The trachea is central."
+    )
+    server.reply = lambda body, i: (200, ok_body(f"{normal}\n\n{hedged}"))
+    synth = make(server, tmp_path, items_per_call=2)
+    out = synth.synthesize("Normal", 1, rng())
+    assert out == [normal]
+    assert synth.stats["rejected_reasons"] == {"sentences": 0, "keywords": 1}

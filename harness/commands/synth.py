@@ -102,7 +102,12 @@ def _print_rejections(records: list[dict], limit: int = 10) -> None:
 @click.option("--n", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 def audit(path, synthesizer, options, classes, n, seed) -> None:
-    """Per class: count, uniqueness, length, and the share mentioning another class."""
+    """Per class: count, uniqueness, length, and the share stating another class.
+
+    A mention of another class's keywords is read in context: "no pneumothorax" is negated and
+    no leak; "cannot exclude a pneumothorax" is uncertain, shown in its own column; only a
+    positive mention makes a text leak.
+    """
     from harness.text.audit import audit_texts, render_audit_table
 
     try:

@@ -2,14 +2,18 @@
 location notes and which lateralities / lobes / zones apply, plus shared confidence phrases and
 report skeletons.
 
-The built-in one is ``ontology.toml`` next to this module; ``load_ontology`` reads a user
-TOML/JSON file of the same shape (classes it leaves out fall back to the built-in ones).
+It also holds the finding vocabulary (``findings``: per finding its terms, optional regular
+expressions, and the classes it supports) that the finding extractor (``harness.text.findings``)
+reads. The built-in one is ``ontology.toml`` next to this module; ``load_ontology`` reads a user
+TOML/JSON file of the same shape (classes it leaves out fall back to the built-in ones; so does
+the whole finding vocabulary when it has no ``findings`` table).
 ``class_keywords(label)`` (group name + subtypes, lowercase) is what the synthesizers and the
 text audit use to detect texts that mention another class.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import tomllib
@@ -47,13 +51,29 @@ class ClassEntry:
 
 
 @dataclass(frozen=True)
+class FindingEntry:
+    """One finding of the extractor's vocabulary."""
+
+    key: str
+    name: str
+    terms: tuple[str, ...]
+    patterns: tuple[str, ...]
+    classes: tuple[str, ...]  # the classes whose reports this finding supports
+
+
+@dataclass(frozen=True)
 class Ontology:
-    """Classes plus shared confidence phrases and report skeletons."""
+    """Classes plus shared confidence phrases, report skeletons and the finding vocabulary."""
 
     classes: dict[str, ClassEntry]
     confidence: tuple[str, ...]
     templates: tuple[tuple[str, ...], ...]
     source: str
+    findings: dict[str, FindingEntry] = dataclasses.field(default_factory=dict)
+
+    def class_findings(self, label: str) -> tuple[str, ...]:
+        """Keys of the findings that support ``label`` (none for a normal class)."""
+        return tuple(k for k, f in self.findings.items() if label in f.classes)
 
     def entry(self, label: str) -> ClassEntry:
         try:
@@ -128,7 +148,41 @@ def _parse(data: Any, source: str, fallback: Ontology | None) -> Ontology:
             for text in lists[field]:
                 _check_placeholders(text, available, f"{label}.{field}", source)
         classes[label] = ClassEntry(label=label, group=raw["group"].strip(), **lists)
-    return Ontology(classes=classes, confidence=confidence, templates=templates, source=source)
+    if "findings" in data or fallback is None:
+        findings = _parse_findings(data.get("findings"), source)
+    else:
+        findings = fallback.findings
+    return Ontology(
+        classes=classes,
+        confidence=confidence,
+        templates=templates,
+        source=source,
+        findings=findings,
+    )
+
+
+def _parse_findings(raw: Any, source: str) -> dict[str, FindingEntry]:
+    if not isinstance(raw, dict) or not raw:
+        raise OptionError(f"ontology {source}: 'findings' must be a non-empty table.")
+    findings: dict[str, FindingEntry] = {}
+    for key, entry in raw.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise OptionError(f"ontology {source}: finding {key!r} needs a 'name' string.")
+        terms = _str_list(entry.get("terms", []), f"findings.{key}.terms", source)
+        patterns = _str_list(entry.get("patterns", []), f"findings.{key}.patterns", source)
+        classes = _str_list(entry.get("classes", []), f"findings.{key}.classes", source)
+        if not terms and not patterns:
+            raise OptionError(f"ontology {source}: finding {key!r} has no terms or patterns.")
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise OptionError(
+                    f"ontology {source}: findings.{key}.patterns has a bad regex {pattern!r}: "
+                    f"{exc}."
+                ) from None
+        findings[key] = FindingEntry(key, entry["name"].strip(), terms, patterns, classes)
+    return findings
 
 
 @lru_cache(maxsize=1)

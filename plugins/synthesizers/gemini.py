@@ -18,8 +18,9 @@ has seed ``seed + i`` and focuses on one subtype, for diversity.
   prompt (system + request), temperature and seed, written atomically (tmp + ``os.replace``).
   A rerun makes zero calls; an interrupted run keeps every call that finished.
 * Outputs are split into paragraphs, deduplicated and validated (3-8 sentences, no other
-  class's keywords); ``stats["rejected_items"]`` records each rejection's reason, matched words
-  and place in the cache (the text stays in the cache only). ``synthesize`` returns ``n`` texts
+  class's keywords stated as present or hedged: "no pneumothorax" passes);
+  ``stats["rejected_items"]`` records each rejection's reason, matched words and place in the
+  cache (the text stays in the cache only). ``synthesize`` returns ``n`` texts
   drawn from the accepted pool with ``rng``; an empty pool raises ``SynthesisError``. A pool
   smaller than ``n`` is drawn with replacement and warned about (logged, ``stats["warnings"]``),
   or, below ``min_unique`` (a fraction of ``n``), raises ``SynthesisError``.

@@ -1,6 +1,7 @@
 """The texts the ``gemini`` synthesizer sends and parses: its system instruction and requests,
 both built from the ontology alone, the splitting of a response into single reports, and their
-screening (repeats, length, other classes' words)."""
+screening (repeats, length, other classes' words stated as present or hedged; a negated one,
+"No pneumothorax or pleural effusion", passes)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.text.audit import other_class_keywords
+from harness.text.audit import foreign_mentions
 from harness.text.ontology import ClassEntry, Ontology, keywords_by_class
 
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
@@ -91,7 +92,8 @@ def screen_items(
     sentences: tuple[int, int],
 ) -> Screened:
     """Split each ``(cache_file, text)`` response into items, drop repeats, and reject items
-    outside ``sentences`` (min, max) or naming another class's ``keywords``.
+    outside ``sentences`` (min, max) or stating another class's ``keywords`` as present or
+    uncertain ("possible pneumothorax"); a negated mention ("no pneumothorax") is accepted.
 
     Each rejection is recorded as ``{label, cache_file, item, reason, matched, sentences}``:
     where the text is (item index in that cached response), never the text itself.
@@ -108,7 +110,8 @@ def screen_items(
                 continue
             seen.add(norm)
             n_sentences = count_sentences(item)
-            matched = other_class_keywords(item, label, keywords)
+            found = foreign_mentions(item, label, keywords)
+            matched = sorted({*found.positive, *found.uncertain})
             reason = "sentences" if not lo <= n_sentences <= hi else "keywords" if matched else ""
             if not reason:
                 out.accepted.append(item)
