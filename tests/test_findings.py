@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from harness.core.errors import OptionError, SynthesisError
 from harness.text.audit import audit_texts, foreign_mentions
 from harness.text.finding_scores import (
+    finding_count_rows,
     finding_f1,
     finding_f1_scores,
     finding_f1_table,
     label_consistency,
     label_consistency_scores,
+    macro_finding_f1,
 )
 from harness.text.findings import extract_findings, finding_statuses, positive_findings
 from harness.text.negation import Status, TermMatcher, assess
@@ -152,6 +155,13 @@ def test_finding_f1_per_sample_and_table() -> None:
     assert by["cardiomegaly"].f1 == 0.0 and by["pleural_effusion"].f1 == 1.0
     assert table.macro_f1 == 0.5 and table.samples == 2
     assert finding_f1_table([]).macro_f1 is None
+    keys = ["cardiomegaly", "pleural_effusion", "pneumothorax"]
+    rows = finding_count_rows([same, half, None], keys)
+    assert rows.shape == (3, 9) and not rows[2].any()
+    assert macro_finding_f1(rows.sum(axis=0, keepdims=True))[0] == pytest.approx(0.5)
+    # a resample that draws `same` twice: only the effusion occurs, F1 1.0; none drawn: NaN
+    weighted = np.array([[2.0, 0.0, 1.0], [0.0, 0.0, 3.0]]) @ rows
+    assert macro_finding_f1(weighted)[0] == 1.0 and np.isnan(macro_finding_f1(weighted)[1])
     with pytest.raises(ValueError):
         finding_f1_scores(["a"], [])
 

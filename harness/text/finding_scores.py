@@ -8,6 +8,9 @@ paired tests can resample samples:
   |reference|), 1.0 when neither states any finding. ``finding_f1_table(samples)`` gives per
   finding precision, recall, F1 and support over a set of samples, and their macro average
   over the findings that occur (support or prediction), from the same records.
+- ``finding_count_rows`` / ``macro_finding_f1``: the same in sufficient statistics, one row of
+  (tp, fp, fn) per finding per sample, and the macro F1 of any (weighted) sum of rows, so a
+  bootstrap resample of samples recomputes the corpus-level macro exactly.
 - ``label_consistency(explanation, predicted)``: do the explanation's positive findings
   support the predicted class, through the ontology's class -> findings map? A normal class is
   supported by an explanation with no positive finding; any other class by one with at least
@@ -20,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from harness.text.findings import positive_findings
 from harness.text.ontology import Ontology, default_ontology
 
@@ -30,9 +35,11 @@ __all__ = [
     "FindingScore",
     "finding_f1",
     "finding_f1_scores",
+    "finding_count_rows",
     "finding_f1_table",
     "label_consistency",
     "label_consistency_scores",
+    "macro_finding_f1",
 ]
 
 
@@ -120,6 +127,36 @@ def finding_f1_table(samples: Sequence[FindingF1Sample]) -> FindingF1Table:
         fn = sum(key not in s.generated and key in s.reference for s in samples)
         scores.append(FindingScore(key, tp, fp, fn))
     return FindingF1Table(tuple(scores), len(samples))
+
+
+def finding_count_rows(
+    samples: Sequence[FindingF1Sample | None], findings: Sequence[str]
+) -> np.ndarray:
+    """Sufficient statistics, shape ``(len(samples), 3 * len(findings))``: per finding, in
+    the order given, 1/0 for tp, fp and fn; an all-zero row where a sample is ``None`` (no
+    reference)."""
+    out = np.zeros((len(samples), 3 * len(findings)))
+    for i, sample in enumerate(samples):
+        if sample is None:
+            continue
+        for j, key in enumerate(findings):
+            gen, ref = key in sample.generated, key in sample.reference
+            out[i, 3 * j : 3 * j + 3] = (gen and ref, gen and not ref, ref and not gen)
+    return out
+
+
+def macro_finding_f1(sums: np.ndarray) -> np.ndarray:
+    """Macro F1 over findings of summed ``finding_count_rows``, ``(B, 3K) -> (B,)``.
+
+    A finding counts in a row's macro where it occurs (tp + fp + fn > 0); a row where no
+    finding occurs is NaN.
+    """
+    counts = np.asarray(sums, dtype=float).reshape(len(sums), -1, 3)
+    tp, fp, fn = counts[..., 0], counts[..., 1], counts[..., 2]
+    occurs = (tp + fp + fn) > 0
+    f1 = np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros_like(tp), where=occurs)
+    n = occurs.sum(axis=1)
+    return np.divide(f1.sum(axis=1), n, out=np.full(len(sums), np.nan), where=n > 0)
 
 
 @dataclass(frozen=True)
