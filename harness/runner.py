@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,7 +43,7 @@ from harness.plan import (
 from harness.registry import Registry
 from harness.results.events import EVENTS, EventLog, LoggedProgress, where_stopped
 from harness.results.provenance import chat_template_of, git_commit, hardware, package_versions
-from harness.results.store import ResultsStore, prediction_cache_key
+from harness.results.store import STORE_NAME, ResultsStore, prediction_cache_key
 from harness.spec import BenchSpec
 from harness.training.balance import balance, parse_policy
 from harness.training.trainset import attach_texts, augment
@@ -134,7 +135,28 @@ def run_bench(
     progress = progress or NullProgress()
     plan = plan or make_plan(spec, registry)
     out = spec.out or default_out_dir()
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _execute(spec, registry, progress, plan, out)
+    except Exception:
+        # a run that failed before its first result leaves nothing behind, so the same command
+        # can simply be run again; a folder that existed before (--resume) is never removed
+        if created and not _holds_results(out):
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _holds_results(out: Path) -> bool:
+    if not (out / STORE_NAME).is_file():
+        return False
+    with ResultsStore.open(out) as store:
+        return bool(store.finished_keys())
+
+
+def _execute(
+    spec: BenchSpec, registry: Registry, progress: ProgressSink, plan: Plan, out: Path
+) -> BenchResult:
     stopped = where_stopped(out) if spec.resume else None
     events = EventLog(out / EVENTS)
     events.record("run_started", configurations=[p.config.id for p in plan.configs])

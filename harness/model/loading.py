@@ -95,7 +95,32 @@ def resolve_model_path(spec: ModelSpec) -> str:
             f"--model {spec.model!r} does not exist (expected 'tiny', a local checkpoint "
             "directory, or a hub id like 'Qwen/Qwen2.5-VL-3B-Instruct')"
         )
+    if _offline() and not _in_hub_cache(spec.model, spec.revision):
+        raise ModelError(offline_hint(spec.model))
     return spec.model
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _in_hub_cache(repo_id: str, revision: str | None) -> bool:
+    """Whether a hub checkpoint's config is in the local Hugging Face cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+    return isinstance(found, str)
+
+
+def offline_hint(model: str) -> str:
+    """The offline hub-id error: what HF_HUB_OFFLINE does and the local-directory way out."""
+    name = model.rsplit("/", 1)[-1]
+    return (
+        f"--model {model!r} is a hub id, but HF_HUB_OFFLINE=1 forbids downloading and it is "
+        "not in the local Hugging Face cache. Either unset HF_HUB_OFFLINE (with network access) "
+        f"to download it, or pass a local checkpoint directory: --model ./{name} (e.g. made "
+        f"with: hf download {model} --local-dir ./{name})"
+    )
 
 
 def torch_dtype(spec: ModelSpec) -> Any:
@@ -169,8 +194,9 @@ def load_base(
     except ModelError:
         raise
     except (OSError, ValueError) as exc:
-        offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
-        raise ModelError(f"Could not load model {spec.model!r}{offline}: {exc}") from exc
+        if _offline() and not Path(path).is_dir():
+            raise ModelError(f"{offline_hint(spec.model)}. ({exc})") from exc
+        raise ModelError(f"Could not load model {spec.model!r}: {exc}") from exc
     apply_fast_paths(
         model
     )  # where supported; what applied: harness.model.fastpath.applied_fast_paths
