@@ -153,6 +153,26 @@ def print_leaderboard(
         console.print(f"[yellow]caveat:[/yellow] {c}", highlight=False)
 
 
+def _check_has_store(directory: Path) -> None:
+    """A folder of exported reports without its store (a copy such as reports/example) cannot be
+    re-rendered: say why, and how to reproduce it somewhere else, never into the folder itself."""
+    from harness.results.store import STORE_NAME
+
+    if (directory / STORE_NAME).is_file():
+        return
+    what = "exported reports" if (directory / "results.json").is_file() else "no run"
+    how = (
+        f"reproduce the run into a new folder with: harness bench --config "
+        f"{directory / 'experiment.toml'} --out reports/<new>"
+        if (directory / "experiment.toml").is_file()
+        else "run harness bench --out <new folder> to make one"
+    )
+    raise DataError(
+        f"{directory} holds {what} but no results store ({STORE_NAME}), which harness report "
+        f"renders from; nothing was written. To get a renderable run, {how}"
+    )
+
+
 @click.command("report")
 @click.argument("directory", type=_DIR)
 @click.option(
@@ -187,6 +207,7 @@ def report_cmd(
     from harness.results.store import ResultsStore
 
     try:
+        _check_has_store(directory)
         with ResultsStore.open(directory, create=False) as store:
             rows, provenance, baselines = store.load()
         if not rows:
