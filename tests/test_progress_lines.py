@@ -86,3 +86,35 @@ def test_piped_bench_prints_training_progress_with_loss_before_it_ends(tmp_path:
     assert ends and train[-1][0] < ends[0] and train[-1][0] - train[0][0] > 1.0
     losses = [float(m.group(4)) for _, m, _ in train]
     assert losses[-1] < losses[0]  # the real training loss, falling
+
+
+def test_the_terminal_training_bar_shows_loss_and_eta() -> None:
+    from rich.progress import Progress
+
+    from harness.commands.progress import RichProgress, progress_columns
+
+    buf = io.StringIO()
+    console = Console(file=buf, width=120, force_terminal=True, color_system=None)
+    with Progress(*progress_columns(), console=console, auto_refresh=False) as bar:
+        task = RichProgress(bar).start("[lora+none+template@s0] train", 100)
+        task.update(40, 100, loss=1.2345)
+        bar.refresh()
+    text = buf.getvalue()
+    assert "40/100" in text and "loss 1.234" in text and "eta" in text
+
+
+def test_a_stage_with_no_step_still_prints_every_interval() -> None:
+    """A model that loads for minutes, or one very slow step: the heartbeat keeps the log alive."""
+    sink, buf = _sink(interval=0.2)
+    sink.start_heartbeat()
+    try:
+        task = sink.start("[base] load model", 1)
+        time.sleep(0.75)
+        task.finish()
+        time.sleep(0.3)
+    finally:
+        sink.close()
+    lines = buf.getvalue().splitlines()
+    beats = [line for line in lines if "load model: running for" in line]
+    assert 2 <= len(beats) <= 4, lines
+    assert "load model: done in" in lines[-1]  # nothing after the stage finished

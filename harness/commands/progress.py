@@ -2,7 +2,8 @@
 timestamped lines when stdout is a log file or a pipe (``nohup``, a scheduler, ``| cat``).
 
 A plain line is printed when a stage starts, every 5% of it, at least every
-``HARNESS_PROGRESS_SECONDS`` seconds (default 30) while it advances, and when it finishes:
+``HARNESS_PROGRESS_SECONDS`` seconds (default 30) while it runs, even when no step ends in that
+time (a heartbeat thread repeats the stage's state), and when it finishes:
 
     [12:01:05] [rslora+noise_rotate+template@s0] train: step 40/120 (33%) loss 1.234 eta 1m12s
 """
@@ -10,6 +11,7 @@ A plain line is printed when a stage starts, every 5% of it, at least every
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -103,6 +105,7 @@ class LineTask:
         self.first: tuple[float, int] | None = None  # (time, completed) of the first update
         self.done = False
         sink.emit(f"{description}: started" + (f" ({self.total} steps)" if self.total > 1 else ""))
+        sink.active.append(self)
 
     def advance(self, n: int = 1) -> None:
         self.update(self.completed + n)
@@ -123,7 +126,15 @@ class LineTask:
             self.last_share, self.last_time = share, now
             self.sink.emit(self.line(now))
 
+    def heartbeat(self, now: float) -> None:
+        """Called by the sink's thread: repeat the state after ``interval`` s of silence."""
+        if not self.done and now - self.last_time >= self.sink.interval:
+            self.last_time = now
+            self.sink.emit(self.line(now))
+
     def line(self, now: float) -> str:
+        if self.first is None:  # nothing counted yet: e.g. a model still loading
+            return f"{self.description}: running for {fmt_duration(now - self.t0)}"
         total = self.total or 1
         text = f"{self.description}: step {self.completed}/{self.total} "
         text += f"({100 * self.completed / total:.0f}%)"
@@ -140,6 +151,8 @@ class LineTask:
         if self.done:
             return
         self.done = True
+        if self in self.sink.active:
+            self.sink.active.remove(self)
         text = f"{self.description}: done in {fmt_duration(time.monotonic() - self.t0)}"
         if self.loss is not None:
             text += f" (last loss {self.loss:.3f})"
@@ -152,11 +165,32 @@ class LineProgress:
     def __init__(self, console: Console, interval: float | None = None) -> None:
         self.console = console
         self.interval = interval if interval is not None else interval_seconds()
+        self.active: list[LineTask] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def emit(self, text: str) -> None:
         stamp = datetime.now().strftime("%H:%M:%S")
-        self.console.print(f"[{stamp}] {text}", markup=False, highlight=False, soft_wrap=True)
-        self.console.file.flush()
+        with self._lock:
+            self.console.print(f"[{stamp}] {text}", markup=False, highlight=False, soft_wrap=True)
+            self.console.file.flush()
+
+    def start_heartbeat(self) -> None:
+        """A daemon thread that prints a silent stage's state every ``interval`` seconds."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._beat, name="progress", daemon=True)
+            self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(min(1.0, self.interval / 4)):
+            for task in list(self.active):
+                task.heartbeat(time.monotonic())
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
 
     def start(self, description: str, total: int) -> LineTask:
         return LineTask(self, description, total)
@@ -169,7 +203,12 @@ class LineProgress:
 def progress_sink(console: Console) -> Iterator[RichProgress | LineProgress]:
     """Rich bars when ``console`` is a terminal, plain timestamped lines otherwise."""
     if not console.is_terminal:
-        yield LineProgress(console)
+        sink = LineProgress(console)
+        sink.start_heartbeat()
+        try:
+            yield sink
+        finally:
+            sink.close()
         return
     with Progress(*progress_columns(), console=console, transient=False) as progress:
         yield RichProgress(progress)
