@@ -255,7 +255,8 @@ def bench(
     print_leaderboard(result.rows, result.provenance, analysis, result.baselines)
     console.print(
         f"Reports in [bold]{result.out}[/bold]: leaderboard.md/.tex, results.json/.csv, "
-        f"predictions.jsonl, per_class.md, plots/ (re-render with: harness report {result.out})"
+        f"predictions.jsonl, per_class.md, plots/, report.html (re-render with: harness report "
+        f"{result.out})"
     )
 
 

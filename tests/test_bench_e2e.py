@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -212,6 +213,12 @@ def full(tmp_path_factory, workdir) -> Path:
     return out
 
 
+def _report_document(run: Path) -> dict:
+    """The per-image document embedded in a run's report.html."""
+    text = (run / "report.html").read_text(encoding="utf-8")
+    return json.loads(re.search(r'id="report-data"[^>]*>(.*?)</script>', text, re.S).group(1))
+
+
 @pytest.mark.slow
 def test_full_run_writes_every_export(full):
     for name in (
@@ -247,6 +254,9 @@ def test_full_run_writes_every_export(full):
     assert len(ids) == 1  # every configuration is scored on the same test images, same order
     doc = json.loads((full / "results.json").read_text())
     assert set(doc["seeds"]) == {"lora+none+template", "lora+noise_rotate+template"}
+    page = _report_document(full)  # report.html: every test image once, each configuration
+    assert len(page["images"]) == 160 and all(i["uri"] for i in page["images"])
+    assert sorted(c["id"] for c in page["configs"]) == sorted(FULL_CONFIGS)
 
 
 @pytest.mark.slow
@@ -315,6 +325,8 @@ def test_report_rerenders_identically_from_the_store(full, tmp_path, workdir):
         assert (other / name).read_text() == (full / name).read_text(), name
     for cid in FULL_CONFIGS:
         assert (other / "plots" / f"confusion-{slug(cid)}.png").is_file(), cid
+    # report.html reads the test images back from the benchmark: the same thumbnails as the run's
+    assert _report_document(other) == _report_document(full)
     assert not (other / STORE_NAME).exists()  # the report reads the store, never copies it
 
 

@@ -122,6 +122,7 @@ def test_write_all_writes_every_output(outputs: Path) -> None:
         "plots/metrics.png",
         "plots/confusion-base.png",
         "plots/confusion-rslora_none_template_s1.png",
+        "report.html",
     ):
         assert (outputs / name).is_file(), name
     assert not list(outputs.rglob(".*"))  # no temp files left behind

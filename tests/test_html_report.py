@@ -20,6 +20,7 @@ from harness.exports.html_images import benchmark_thumbnails, thumbnails
 from harness.results.store import ResultsStore
 
 XSS = '</script><script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
+EVIL_ID = 'rslora+<img src=x onerror="window.__xss=3">@s9'  # ids reach the static tables too
 UNREADABLE = "img007"
 
 
@@ -33,6 +34,7 @@ def bench_with_payload(n: int = 40):
     rows[0]["predictions"][3]["answer"] = XSS  # model answers are untrusted
     rows[0]["predictions"][3]["valid"] = False
     rows[0]["predictions"][3]["prediction"] = None
+    rows[1]["config_id"] = EVIL_ID
     return rows, prov, base
 
 
@@ -57,6 +59,7 @@ def test_report_is_one_self_contained_escaped_file(report) -> None:
     path, rows = report
     text = path.read_text(encoding="utf-8")
     assert XSS not in text and "window.__xss=1</script>" not in text
+    assert EVIL_ID not in text and "&lt;img src=x onerror=&quot;window.__xss=3&quot;&gt;" in text
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", text), "no network references"
     assert "<link" not in text and "@import" not in text
     # every test image once, as a downscaled JPEG
@@ -179,6 +182,8 @@ def test_browser_loads_without_errors_and_filters(report) -> None:
             "css selector", f'.card[data-id="{rows[0]["predictions"][3]["id"]}"]'
         )
         assert XSS in payload.text  # shown as text, not run
+        assert EVIL_ID in s.find_element("id", "leaderboard-table").text
+        Select(s.find_element("id", "cm-config")).select_by_visible_text(EVIL_ID)
         Select(s.find_element("id", "f-class")).select_by_value("pneumonia")
         assert _shown(s) == _expected(rows, label="pneumonia") and len(_shown(s)) < n
         Select(s.find_element("id", "f-class")).select_by_value("")

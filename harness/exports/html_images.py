@@ -179,17 +179,10 @@ def gallery_data(
     ids = sorted(order, key=lambda i: (rank.get(order[i], len(rank)), i))
     out = []
     for sid in ids:
-        t = images.get(sid)
+        t = images.get(sid) or Thumbnail(sid, order[sid], "", error="no image")
+        error = "" if t.uri else (t.error or "unreadable")
         out.append(
-            {
-                "id": sid,
-                "label": order[sid],
-                "report": t.report if t else "",
-                "uri": t.uri if t else "",
-                "error": (t.error or "unreadable")
-                if t and not t.uri
-                else ("" if t else "no image"),
-            }
+            {"id": sid, "label": order[sid], "report": t.report, "uri": t.uri, "error": error}
         )
     titles = dict(COLUMNS)
     return {
