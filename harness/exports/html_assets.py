@@ -54,6 +54,7 @@ table.cm th.rot { writing-mode: vertical-rl; transform: rotate(180deg); text-ali
 .card .ref { color: #333; margin: 2px 0 6px; white-space: pre-wrap; }
 .card table { width: 100%; font-size: 13px; }
 .card th, .card td { text-align: left; }
+.card th { white-space: nowrap; }
 .card td.num { text-align: right; white-space: nowrap; }
 .scroll { overflow-x: auto; max-width: 100%; }
 table.nums td { white-space: nowrap; font-size: 13px; }
@@ -159,7 +160,7 @@ JS = r"""
     return true;
   }
   function fmt(v) {
-    return typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toFixed(3)) : String(v);
+    return typeof v === "number" ? v.toFixed(3) : String(v);
   }
   function card(img) {
     var c = el("div", "card");
