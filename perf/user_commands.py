@@ -40,15 +40,46 @@ def stages(out: Path) -> dict[str, float]:
     }
 
 
+class PeakMemory:
+    """The GPU's peak used memory (nvidia-smi, every 0.5 s) while a command runs, in GiB."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak_mib, self._stop = 0, threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        query = ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"]
+        while not self._stop.is_set():
+            try:
+                used = int(subprocess.run(query, capture_output=True, text=True).stdout.split()[0])
+                self.peak_mib = max(self.peak_mib, used)
+            except (OSError, ValueError, IndexError):
+                pass
+            self._stop.wait(0.5)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def run(name: str, args: list[str], out: Path, env: dict[str, str]) -> dict:
     cmd = [sys.executable, "-m", "harness.cli", *args, "--out", str(out)]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    with PeakMemory() as memory:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     tail = (proc.stdout + proc.stderr)[-1500:]
     print(f"== {name}: rc={proc.returncode} wall={wall:.1f}s\n{tail}", flush=True)
     rec = {"case": name, "command": "harness " + " ".join(args), "rc": proc.returncode}
     rec["wall_s"] = round(wall, 2)
+    rec["peak_gpu_gib"] = round(memory.peak_mib / 1024, 2)
+    rec["reproduced_card"] = "metrics match the run's record" in proc.stdout
     if proc.returncode == 0:
         rec["stages"] = stages(out)
         rec["outside_stages_s"] = round(wall - sum(rec["stages"].values()), 2)
