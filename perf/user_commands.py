@@ -11,6 +11,7 @@ Cases, in this order (a fresh compile cache first, so "cold" is cold):
   old        the same with --decoding plain --eval-batch-size 16 (the previous defaults)
   eval-new   harness eval --model DIR --adapter <new-warm's adapter> (warm)
   eval-old   the same with --decoding plain --eval-batch-size 16
+  eval-base-old / eval-base-new   harness eval --model DIR (the base), previous / current defaults
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ def run(name: str, args: list[str], out: Path, env: dict[str, str]) -> dict:
         ]
         gen = json.loads((out / "provenance.json").read_text()).get("generation")
         rec["generation"] = gen
+    print("RECORD " + json.dumps(rec), flush=True)
     return rec
 
 
@@ -138,6 +140,9 @@ def main() -> None:
         if name in wanted and adapter:
             cmd = ["eval", "--model", str(model), "--adapter", adapter, *extra]
             records.append(run(name, cmd, work / name, env))
+    for name, extra in (("eval-base-old", OLD), ("eval-base-new", [])):
+        if name in wanted:
+            records.append(run(name, ["eval", "--model", str(model), *extra], work / name, env))
     props = torch.cuda.get_device_properties(0)
     meta = {
         "card": props.name,
