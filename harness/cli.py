@@ -66,6 +66,13 @@ def _split_csv(values: tuple[str, ...]) -> tuple[str, ...]:
     "--seeds", default=None, help="Several training seeds, e.g. 1,2,3 (overrides --seed)."
 )
 @click.option(
+    "--metric",
+    "metrics",
+    multiple=True,
+    help="Leaderboard metric plugin; repeat (or comma-separate) to choose the columns "
+    "[default: macro_f1, accuracy, rouge_l, invalid_rate]; `harness plugins` lists them.",
+)
+@click.option(
     "-o",
     "--option",
     "options",
@@ -148,6 +155,7 @@ def bench(
     synthesizers,
     seed,
     seeds,
+    metrics,
     options,
     model,
     revision,
@@ -171,6 +179,7 @@ def bench(
     from harness.model.loading import ModelSpec
     from harness.plan import make_plan
     from harness.plugins import make_registry
+    from harness.results.columns import DEFAULT_METRICS
     from harness.runner import default_out_dir, run_bench
     from harness.spec import BenchSpec, parse_option_args
 
@@ -183,6 +192,7 @@ def bench(
         "augmenters": _split_csv(augmenters),
         "synthesizers": _split_csv(synthesizers),
         "seeds": seed_list,
+        "metrics": _split_csv(metrics) or DEFAULT_METRICS,
         "model": model,
         "revision": revision,
         "min_pixels": min_pixels,
@@ -211,6 +221,7 @@ def bench(
             augmenters=given["augmenters"],
             synthesizers=given["synthesizers"],
             seeds=given["seeds"],
+            metrics=tuple(given["metrics"]),
             options=cli_options,
             component_options=component_options,
             model=ModelSpec(
@@ -267,6 +278,7 @@ _FILE_KEYS = {
     "synthesizers": "synthesizers",
     "seeds": "seeds",
     "seed": "seeds",
+    "metrics": "metrics",
     "model": "model",
     "revision": "revision",
     "min_pixels": "min_pixels",

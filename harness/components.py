@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from harness.data.benchmark import Benchmark
     from harness.data.sample import Sample
     from harness.model.loading import ModelSpec
+    from harness.results.columns import MetricColumn
 
 
 class Options(BaseModel):
@@ -103,6 +104,27 @@ class Metric(Component):
     corpus_level: ClassVar[bool] = False
     implementation: ClassVar[str] = "cxr-harness"
     tokenisation: ClassVar[str] = "none (class labels)"
+    paired: ClassVar[bool] = True  # tested against base in the leaderboard
+
+    def column(self) -> MetricColumn:
+        """This metric's record in the run's metric table (stored in its provenance)."""
+        from harness.results.columns import MetricColumn
+
+        cls = type(self)
+        return MetricColumn(
+            name=self.name,
+            title=self.title or self.name,
+            higher_is_better=self.higher_is_better,
+            needs_reference=self.needs_reference,
+            corpus_level=self.corpus_level,
+            paired=self.paired,
+            implementation=self.implementation,
+            version=self.version(),
+            tokenisation=self.tokenisation,
+            module=cls.__module__,
+            cls=cls.__qualname__,
+            options=self.options.model_dump(mode="json"),
+        )
 
     def version(self) -> str:
         """The version of the implementation (library) computing the metric."""

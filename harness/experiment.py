@@ -30,6 +30,7 @@ TOP = {
     "augmenters": "augmenters",
     "synthesizers": "synthesizers",
     "seeds": "seeds",
+    "metrics": "metrics",
     "model": "model",
     "revision": "revision",
     "min_pixels": "min_pixels",
@@ -59,6 +60,7 @@ def experiment_toml(plan: Plan) -> str:
         "augmenters": list(spec.augmenters),
         "synthesizers": list(spec.synthesizers),
         "seeds": list(spec.seeds),
+        "metrics": list(spec.metrics),
         "include_base": any(p.config.trainer == "base" for p in plan.configs),
         "model": spec.model.model,
         "benchmark": spec.benchmark,
@@ -115,7 +117,7 @@ def load_experiment(path: Path) -> dict[str, Any]:
         allowed = ", ".join([*TOP, *(f"evaluation.{k}" for k in EVALUATION), "options.KIND"])
         raise OptionError(f"--config {path}: unknown key(s) {', '.join(unknown)} ({allowed})")
     for key, value in doc.items():
-        if key in ("trainers", "augmenters", "synthesizers", "seeds") and not isinstance(
+        if key in ("trainers", "augmenters", "synthesizers", "seeds", "metrics") and not isinstance(
             value, list
         ):
             value = [value]

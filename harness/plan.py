@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.benchmarks import check_benchmark
-from harness.components import Component
+from harness.components import Component, Metric
 from harness.core.errors import ModelError, OptionError
 from harness.data.benchmark import Benchmark
 from harness.evaluation.generate import GenerationConfig, check_decoding
@@ -49,6 +49,11 @@ class Plan:
     spec: BenchSpec
     generation: GenerationConfig
     configs: tuple[PlannedConfig, ...]
+    metrics: tuple[Metric, ...] = ()  # the leaderboard's columns, in order
+
+    def metric_table(self) -> list[dict[str, Any]]:
+        """The metric table recorded in the run's provenance."""
+        return [m.column().as_dict() for m in self.metrics]
 
 
 def make_plan(spec: BenchSpec, registry: Registry) -> Plan:
@@ -60,7 +65,22 @@ def make_plan(spec: BenchSpec, registry: Registry) -> Plan:
     )
     for planned in configs:
         planned.trainer.preflight()
-    return Plan(spec, generation_config(spec), configs)
+    return Plan(spec, generation_config(spec), configs, resolve_metrics(spec, registry))
+
+
+def resolve_metrics(spec: BenchSpec, registry: Registry) -> tuple[Metric, ...]:
+    """The chosen metric plugins, each checked (``preflight``) before any work: an unknown
+    name, a duplicate, or a metric that cannot run here (METEOR without Java) fails now."""
+    names = list(spec.metrics)
+    if not names:
+        raise OptionError("--metric: choose at least one metric")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise OptionError(f"--metric {', '.join(dup)}: chosen more than once")
+    metrics = tuple(registry.create("metric", n) for n in names)
+    for m in metrics:
+        m.preflight()
+    return metrics
 
 
 def fixed_trainers(spec: BenchSpec, registry: Registry) -> frozenset[str]:

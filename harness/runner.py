@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from harness.benchmarks import load_benchmark
-from harness.components import TrainContext
+from harness.components import Metric, TrainContext
 from harness.core.atomic import write_text_atomic
 from harness.core.errors import OptionError
 from harness.data.benchmark import Benchmark
@@ -25,6 +26,7 @@ from harness.evaluation.generate import (
 )
 from harness.evaluation.likelihood import label_loglikelihoods, score_likelihoods
 from harness.evaluation.metrics import majority_baseline
+from harness.evaluation.scoring import score_plugins
 from harness.experiment import experiment_toml
 from harness.exports import write_all
 from harness.exports.html_images import benchmark_source, thumbnails
@@ -188,6 +190,7 @@ def _execute(
         "git_commit": git_commit(),
         "hardware": hardware(),
         "seeds": list(spec.seeds),
+        "metrics": plan.metric_table(),
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     result.baselines = {
@@ -209,7 +212,7 @@ def _execute(
                 progress.note(f"[{planned.config.id}] finished earlier: skipped (--resume)")
                 continue
             row = run_configuration(
-                spec, planned, bench, prompt, gen, out, progress, store, base_hash
+                spec, planned, bench, prompt, gen, out, progress, store, base_hash, plan.metrics
             )
             row["config_key"] = key
             store.save_config_result(row, run_id)  # one transaction: all of the row or none
@@ -280,6 +283,7 @@ def run_configuration(
     progress: ProgressSink,
     store: ResultsStore,
     base_hash: str,
+    metrics: Sequence[Metric] = (),
 ) -> dict[str, Any]:
     comps, config = planned.components, planned.config
     trainer = comps["trainer"]
@@ -355,6 +359,10 @@ def run_configuration(
         ev = score_likelihoods(bench.test, table, choices, bench.classes)
     else:
         ev = score(bench.test, answers, bench.classes)
+    values, metric_stats = score_plugins(
+        metrics, bench.test, ev.predictions, bench.classes, texts=gen.scoring == "generate"
+    )
+    ev.metrics.update(values)
     ev.seconds = time.perf_counter() - t0
     eval_task.finish()
     if trained.adapter_dir is not None and config.trains:  # never rewrite a loaded adapter's card
@@ -390,6 +398,7 @@ def run_configuration(
         "prediction_cache_key": cache_key,
         "history": trained.history,
         "fast_paths": eval_fast_paths(trained.model, merged),
+        "metric_stats": metric_stats,
         "predictions": ev.predictions,
     }
     del trained

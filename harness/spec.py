@@ -10,6 +10,7 @@ from typing import Any
 from harness.benchmarks import DEFAULT_BENCHMARK
 from harness.core.errors import OptionError
 from harness.model.loading import ModelSpec
+from harness.results.columns import DEFAULT_METRICS
 
 KIND_PREFIXES = ("trainer", "augmenter", "synthesizer")
 
@@ -65,6 +66,8 @@ class BenchSpec:
     augmenters: tuple[str, ...] = ("none",)
     synthesizers: tuple[str, ...] = ("template",)
     seeds: tuple[int, ...] = (0,)
+    # leaderboard columns: metric plugin names (harness.results.columns.DEFAULT_METRICS)
+    metrics: tuple[str, ...] = DEFAULT_METRICS
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     # {kind: {component name: {key: value}}}: options of one component (experiment files)
     component_options: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)

@@ -35,31 +35,33 @@ def report_table(
     """The terminal leaderboard, the same for `bench` and `report`: metrics with 95% CIs (and
     reference coverage), the paired test against base, trainable parameters, training time and
     the reference baselines. Narrower than :data:`NARROW` columns it is two stacked tables."""
-    from harness.exports import COLUMNS, fmt_params, ordered
+    from harness.exports import fmt_params, ordered
     from harness.exports.common import (
+        baseline_cells,
         cell,
         correction_note,
         coverage_note,
         coverage_suffix,
         fmt_p_adjusted,
         fmt_train_seconds,
+        titled,
     )
 
     bench = provenance.get("benchmark", {})
-    note = " ".join(x for x in (correction_note(analysis), coverage_note(rows)) if x)
+    note = " ".join(x for x in (correction_note(analysis), coverage_note(rows, analysis)) if x)
     title = (
         f"{bench.get('name', '?')} · fingerprint {bench.get('fingerprint', '?')} · "
         f"{bench.get('sizes', {}).get('test', '?')} test images · ± = 95% bootstrap CI half-width"
     )
     narrow = width is not None and width < NARROW
-    metric_titles = [t for _, t in COLUMNS]
+    metric_titles = [t for _, t in titled(analysis)]
     versus = ["ΔF1 vs base", "p", "McNemar p", "Trainable", "Train s"]
     body: list[list[str]] = []  # configuration, metrics..., comparison...
     for r in ordered(rows):
         item = analysis["configs"][r["config_id"]]
         pf, mc = item["paired"].get("macro_f1"), item["mcnemar"]
         cells = []
-        for m, _ in COLUMNS:
+        for m, _ in titled(analysis):
             v, hw = cell(r, analysis, m)
             text = "–" if v is None else f"{v:.3f}" + (f" ±{hw:.3f}" if hw is not None else "")
             cells.append(text + coverage_suffix(r, m))
@@ -79,20 +81,12 @@ def report_table(
     baselines = baselines or {}
     maj = baselines.get("majority")
     if maj:
-        body.append(
-            [
-                "[dim]majority class[/dim]",
-                f"{maj['macro_f1']:.3f}",
-                f"{maj['accuracy']:.3f}",
-                "–",
-                "0.000",
-                *("–",) * 5,
-            ]
-        )
+        body.append(["[dim]majority class[/dim]", *baseline_cells(analysis, maj), *("–",) * 5])
     oracle = baselines.get("same_class_reference")
     if oracle and any("rouge_l" in r["metrics"] for r in rows):
         label = "ROUGE-L oracle" if narrow else "same-class reference (ROUGE-L oracle)"
-        body.append([f"[dim]{label}[/dim]", "–", "–", f"{oracle['rouge_l']:.3f}", *("–",) * 6])
+        oracle_cells = baseline_cells(analysis, {"rouge_l": oracle["rouge_l"]})
+        body.append([f"[dim]{label}[/dim]", *oracle_cells, *("–",) * 5])
     longest = max((len(b[0]) for b in body[:n_cfg]), default=12)
     if not narrow:
         return _table(title, note, ["Configuration", *metric_titles, *versus], body, longest)

@@ -12,6 +12,7 @@ import numpy as np
 
 from harness.evaluation.correction import DEFAULT_CORRECTION, adjust, check_correction
 from harness.evaluation.hierarchical import seed_image_intervals
+from harness.evaluation.scoring import combiner
 from harness.evaluation.seeds import HEADLINE, aggregate_seeds, recipe_id
 from harness.evaluation.stats import (
     DEFAULT_RESAMPLES,
@@ -23,6 +24,7 @@ from harness.evaluation.stats import (
     paired_bootstrap,
     shared_ids,
 )
+from harness.results.columns import LEGACY, NATIVE, MetricColumn
 
 
 def per_class(enc: Encoded) -> list[dict[str, Any]]:
@@ -59,10 +61,12 @@ def confusion_matrix(enc: Encoded) -> np.ndarray:
     return m
 
 
-def correct_family(per: Mapping[str, dict[str, Any]], method: str) -> None:
+def correct_family(
+    per: Mapping[str, dict[str, Any]], method: str, metrics: Sequence[str] = HEADLINE
+) -> None:
     """Set ``p_adjusted`` on every paired result and McNemar test, one family per metric: the
     configurations compared with base."""
-    families = [*HEADLINE, "mcnemar"]
+    families = [*metrics, "mcnemar"]
     for m in families:
         ids = [
             cid
@@ -88,11 +92,18 @@ def analyse(
     n_resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
     correction: str = DEFAULT_CORRECTION,
+    columns: Sequence[MetricColumn] = LEGACY,
 ) -> dict[str, Any]:
     """CIs, paired tests vs base (raw and corrected p), per-class tables, confusion matrices,
-    seed summaries and their bootstrap over seeds and images."""
+    seed summaries and their bootstrap over seeds and images, for the metric table
+    ``columns`` (plugin metrics are combined from each row's per-sample statistics)."""
     check_correction(correction)
-    enc = {r["config_id"]: encode(r.get("predictions", []), classes) for r in rows}
+    combiners = {c.name: combiner(c, classes) for c in columns if c.name not in NATIVE}
+    enc = {
+        r["config_id"]: encode(r.get("predictions", []), classes, r.get("metric_stats"), combiners)
+        for r in rows
+    }
+    paired = list(dict.fromkeys([*HEADLINE, *(c.name for c in columns if c.paired)]))
     base = next((r["config_id"] for r in rows if r.get("trainer") == "base"), None)
     weights: dict[int, np.ndarray] = {}
     per: dict[str, dict[str, Any]] = {}
@@ -110,14 +121,14 @@ def analyse(
             shared = len(shared_ids(enc[base], e))
             if shared not in weights:
                 weights[shared] = bootstrap_weights(shared, n_resamples, seed)
-            item["paired"] = paired_bootstrap(enc[base], e, weights=weights[shared])
+            item["paired"] = paired_bootstrap(enc[base], e, metrics=paired, weights=weights[shared])
             item["mcnemar"] = mcnemar_encoded(enc[base], e)
-        for m in HEADLINE:  # a metric the row does not report (e.g. ROUGE-L of likelihood scoring)
+        for m in paired:  # a metric the row does not report (e.g. ROUGE-L of likelihood scoring)
             if m not in r.get("metrics", {}):
                 item["ci"].pop(m, None)
                 item["paired"].pop(m, None)
         per[cid] = item
-    correct_family(per, correction)
+    correct_family(per, correction, paired)
     trained = [r for r in rows if r.get("trainer") != "base"]
     seeds = {
         k: v for k, v in aggregate_seeds(trained).items() if v and next(iter(v.values())).n > 1
@@ -138,4 +149,5 @@ def analyse(
         "n_resamples": n_resamples,
         "seed": seed,
         "correction": correction,
+        "columns": list(columns),
     }

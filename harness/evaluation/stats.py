@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -152,6 +152,9 @@ class Encoded:
     pred: np.ndarray  # (n,) int class index, len(classes) for invalid
     rouge: np.ndarray  # (n,) float, 0 where no reference
     has_ref: np.ndarray | None = None  # (n,) bool; None means every image has a reference
+    # plugin metrics: name -> (n, d) per-sample statistics, and their combine functions
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+    combiners: dict[str, Callable[[np.ndarray], np.ndarray]] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -162,7 +165,14 @@ class Encoded:
         take = np.array([pos[i] for i in ids], dtype=np.int64)
         ref = self.reference_mask()[take]
         return Encoded(
-            list(ids), self.classes, self.true[take], self.pred[take], self.rouge[take], ref
+            list(ids),
+            self.classes,
+            self.true[take],
+            self.pred[take],
+            self.rouge[take],
+            ref,
+            {m: s[take] for m, s in self.extra.items()},
+            self.combiners,
         )
 
     def reference_mask(self) -> np.ndarray:
@@ -171,8 +181,15 @@ class Encoded:
         return self.has_ref
 
 
-def encode(predictions: Sequence[Mapping[str, Any]], classes: Sequence[str]) -> Encoded:
-    """Encode prediction dicts (``id``, ``label``, ``prediction``, ``rouge_l``) as arrays.
+def encode(
+    predictions: Sequence[Mapping[str, Any]],
+    classes: Sequence[str],
+    extra: Mapping[str, Sequence[Sequence[float]]] | None = None,
+    combiners: Mapping[str, Callable[[np.ndarray], np.ndarray]] | None = None,
+) -> Encoded:
+    """Encode prediction dicts (``id``, ``label``, ``prediction``, ``rouge_l``) as arrays;
+    ``extra`` holds plugin metrics' per-sample statistics (in prediction order) and
+    ``combiners`` their combine functions.
 
     A label outside ``classes`` is appended to the class list so nothing is dropped silently;
     a predicted label outside the list counts as wrong for every class, like an invalid one.
@@ -194,7 +211,13 @@ def encode(predictions: Sequence[Mapping[str, Any]], classes: Sequence[str]) -> 
     rouge = np.array([float(p.get("rouge_l") or 0.0) for p in predictions], dtype=np.float64)
     has_ref = np.array([p.get("rouge_l") is not None for p in predictions], dtype=bool)
     ids = [str(p["id"]) for p in predictions]
-    return Encoded(ids, tuple(cls), true, pred, rouge, has_ref)
+    combiners = combiners or {}
+    tables = {
+        m: np.asarray(rows, dtype=np.float64).reshape(len(predictions), -1)
+        for m, rows in (extra or {}).items()
+        if m in combiners and len(rows) == len(predictions)
+    }
+    return Encoded(ids, tuple(cls), true, pred, rouge, has_ref, tables, dict(combiners))
 
 
 def _one_hot(index: np.ndarray, width: int) -> np.ndarray:
@@ -228,7 +251,8 @@ def weighted_metrics(enc: Encoded, weights: np.ndarray) -> dict[str, np.ndarray]
     correct, rouge, invalid, total, with_ref = sums[:, 3 * k :].T
     denom = support + predicted
     f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
-    return {
+    plugins = {m: np.asarray(enc.combiners[m](weights @ s), float) for m, s in enc.extra.items()}
+    return plugins | {
         "macro_f1": f1.mean(axis=1),
         "accuracy": correct / total,
         # ROUGE-L over the (resampled) images that have a reference report only

@@ -15,7 +15,7 @@ from typing import Any
 from harness.core.atomic import write_text_atomic
 from harness.evaluation import analysis
 from harness.evaluation.correction import DEFAULT_CORRECTION
-from harness.exports.common import COLUMNS, Rows, classes_of, fmt_p, fmt_params, ordered
+from harness.exports.common import Rows, classes_of, fmt_p, fmt_params, ordered
 from harness.exports.data import predictions_jsonl, results_csv, results_json
 from harness.exports.html import report_html
 from harness.exports.html_images import Thumbnail
@@ -27,6 +27,7 @@ from harness.exports.markdown import (
     provenance_block,
 )
 from harness.exports.plots import write_plots
+from harness.results.columns import metric_table
 
 
 def analyse(
@@ -38,7 +39,14 @@ def analyse(
 ) -> dict[str, Any]:
     """:func:`harness.evaluation.analysis.analyse` with the benchmark's classes taken from the
     provenance."""
-    return analysis.analyse(rows, classes_of(rows, provenance), n_resamples, seed, correction)
+    return analysis.analyse(
+        rows,
+        classes_of(rows, provenance),
+        n_resamples,
+        seed,
+        correction,
+        columns=metric_table(provenance),
+    )
 
 
 def write_all(
@@ -88,7 +96,6 @@ def write_all(
 
 __all__ = [
     "analyse",
-    "COLUMNS",
     "caveats",
     "classes_of",
     "fmt_p",

@@ -1,4 +1,6 @@
-"""Shared helpers of the exporters: columns, number formats, ordering, best values."""
+"""Shared helpers of the exporters: the metric table's columns, number formats, ordering, best
+values. The columns come from the run's metric table (``analysis["columns"]``, built from the
+chosen metric plugins and recorded in the provenance); every export only formats them."""
 
 from __future__ import annotations
 
@@ -7,17 +9,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.evaluation.correction import LABELS
+from harness.results.columns import LEGACY, MetricColumn
 
-COLUMNS: tuple[tuple[str, str], ...] = (
-    ("macro_f1", "Macro-F1"),
-    ("accuracy", "Accuracy"),
-    ("rouge_l", "ROUGE-L"),
-    ("invalid_rate", "Invalid"),
-)
-# Mirrors harness.evaluation.metrics.METRICS[*].higher_is_better without importing scikit-learn (2
-# s),
-# which would dominate `harness report`.
-HIGHER = {"macro_f1": True, "accuracy": True, "rouge_l": True, "invalid_rate": False}
 SMALL_CLASS = 30
 Rows = Sequence[Mapping[str, Any]]
 
@@ -48,12 +41,31 @@ def ordered(rows: Rows) -> list[Mapping[str, Any]]:
     return sorted(rows, key=lambda r: -float(r["metrics"].get("macro_f1", 0.0)))
 
 
-def best(rows: Rows) -> dict[str, float]:
+def metric_columns(an: Mapping[str, Any]) -> tuple[MetricColumn, ...]:
+    """The leaderboard's metric table (the legacy four for an analysis without one)."""
+    return tuple(an.get("columns") or LEGACY)
+
+
+def titled(an: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(name, title)`` of each leaderboard column, in the table's order."""
+    return [(c.name, c.title) for c in metric_columns(an)]
+
+
+def baseline_cells(an: Mapping[str, Any], values: Mapping[str, Any], none: str = "–") -> list[str]:
+    """A reference baseline's cells, one per leaderboard column (``none`` where it has no
+    value for that metric)."""
+    return [
+        f"{float(values[m]):.3f}" if isinstance(values.get(m), int | float) else none
+        for m, _ in titled(an)
+    ]
+
+
+def best(rows: Rows, an: Mapping[str, Any]) -> dict[str, float]:
     out = {}
-    for m, _ in COLUMNS:
-        vals = [float(r["metrics"][m]) for r in rows if m in r["metrics"]]
+    for c in metric_columns(an):
+        vals = [float(r["metrics"][c.name]) for r in rows if c.name in r["metrics"]]
         if vals:
-            out[m] = max(vals) if HIGHER.get(m, True) else min(vals)
+            out[c.name] = max(vals) if c.higher_is_better else min(vals)
     return out
 
 
@@ -65,14 +77,11 @@ def cell(r: Mapping[str, Any], an: Mapping[str, Any], m: str) -> tuple[float | N
     return float(r["metrics"][m]), (ci.half_width if ci else None)
 
 
-# Metrics defined only where a test image has a reference report: name -> count key in metrics.
-REFERENCE_COUNTS = {"rouge_l": "rouge_l_n"}
-
-
 def coverage(r: Mapping[str, Any], m: str) -> tuple[int, int] | None:
-    """(images scored, test images) of a reference metric; None for every other metric."""
-    key = REFERENCE_COUNTS.get(m)
-    if key is None or m not in r["metrics"]:
+    """(images scored, test images) of a reference metric (it records ``NAME_n``, the images
+    with a reference); None for every other metric."""
+    key = f"{m}_n"
+    if m not in r["metrics"] or (key not in r["metrics"] and m != "rouge_l"):
         return None
     total = int(r.get("n_test") or len(r.get("predictions", [])))
     n = r["metrics"].get(key)
@@ -85,13 +94,15 @@ def coverage_suffix(r: Mapping[str, Any], m: str) -> str:
     return f" ({cov[0]}/{cov[1]})" if cov and cov[0] < cov[1] else ""
 
 
-def coverage_note(rows: Rows) -> str:
-    """One sentence on which images each reference metric averages over, for table captions."""
-    parts = sorted({coverage(r, "rouge_l") for r in rows} - {None})
+def coverage_note(rows: Rows, an: Mapping[str, Any]) -> str:
+    """One sentence on which images the reference metrics average over, for table captions."""
+    refs = [c for c in metric_columns(an) if c.needs_reference]
+    parts = sorted({coverage(r, c.name) for r in rows for c in refs} - {None})
     if not parts:
         return ""
+    names = ", ".join(c.title for c in refs if any(c.name in r["metrics"] for r in rows))
     spans = ", ".join(f"{n} of {total}" for n, total in parts)
-    return f"ROUGE-L averages the test images with a reference report only ({spans})."
+    return f"{names} use the test images with a reference report only ({spans})."
 
 
 def fmt_p_adjusted(result: Any, an: Mapping[str, Any], math: bool = False, sep: str = " ") -> str:
@@ -134,7 +145,7 @@ def seed_cells(an: Mapping[str, Any], recipe: str, pm: str = " ± ", none: str =
         + (f" [{cis[m].low:.3f}, {cis[m].high:.3f}]" if m in cis else "")
         if m in summ
         else none
-        for m, _ in COLUMNS
+        for m, _ in titled(an)
     ]
 
 

@@ -10,12 +10,12 @@ from typing import Any
 
 from harness.evaluation import stats
 from harness.evaluation.hierarchical import METHOD as SEED_METHOD
-from harness.exports.common import COLUMNS, Rows, coverage
+from harness.exports.common import Rows, coverage, titled
 
 
 def results_csv(rows: Rows, analysis: Mapping[str, Any]) -> str:
     heads = ["config_id", "trainer", "augmenter", "synthesizer", "seed", "n_test"]
-    for m, _ in COLUMNS:
+    for m, _ in titled(analysis):
         heads += [m, f"{m}_ci_low", f"{m}_ci_high"]
     for m in stats.HEADLINE:
         heads += [f"delta_{m}_vs_base", f"delta_{m}_ci_low", f"delta_{m}_ci_high", f"p_{m}"]
@@ -35,7 +35,7 @@ def results_csv(rows: Rows, analysis: Mapping[str, Any]) -> str:
             r.get("seed"),
             r.get("n_test"),
         ]
-        for m, _ in COLUMNS:
+        for m, _ in titled(analysis):
             ci = item["ci"].get(m)
             vals += [r["metrics"].get(m), ci.low if ci else "", ci.high if ci else ""]
         for m in stats.HEADLINE:
@@ -75,7 +75,7 @@ def results_json(
                 "mcnemar_vs_base": item["mcnemar"].as_dict() if item["mcnemar"] else None,
                 "coverage": {
                     m: {"n": cov[0], "of": cov[1]}
-                    for m, _ in COLUMNS
+                    for m, _ in titled(analysis)
                     if (cov := coverage(r, m)) is not None
                 },
                 "per_class": item.get("per_class", []),

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from harness.exports.common import (
-    COLUMNS,
     Rows,
     best,
     cell,
@@ -27,6 +26,7 @@ from harness.exports.common import (
     fmt_params,
     ordered,
     seed_cells,
+    titled,
 )
 from harness.exports.html_assets import json_for_script, page
 from harness.exports.html_images import Thumbnail, gallery_data, images_section
@@ -71,8 +71,8 @@ def _delta_cells(p: Any, an: Mapping[str, Any]) -> list[str]:
 def leaderboard_section(rows: Rows, an: Mapping[str, Any], baselines: Mapping[str, Any]) -> str:
     """The leaderboard (metrics with CIs, the first paired metric's Δ against base, McNemar,
     size and time) and the paired tests of every metric in their own table."""
-    top = best(rows)
-    metrics = [(m, t) for m, t in COLUMNS if any(m in r["metrics"] for r in rows)]
+    top = best(rows, an)
+    metrics = [(m, t) for m, t in titled(an) if any(m in r["metrics"] for r in rows)]
     paired = [
         (m, t)
         for m, t in metrics
@@ -123,7 +123,7 @@ def leaderboard_section(rows: Rows, an: Mapping[str, Any], baselines: Mapping[st
         "the same test images (paired bootstrap; McNemar for accuracy). Click a header to sort. "
         + correction_note(an)
         + " "
-        + coverage_note(rows)
+        + coverage_note(rows, an)
     )
     test_heads = ["Configuration", "n"]
     test_heads += [h for _, t in paired for h in (f"Δ{t} [95% CI]", "p")]
@@ -163,10 +163,10 @@ def _seeds_table(an: Mapping[str, Any]) -> str:
         n = next(iter(summ.values())).n if summ else 0
         cells = "".join(
             number_cell(summ[m].mean, text) if m in summ else "<td>–</td>"
-            for (m, _), text in zip(COLUMNS, seed_cells(an, rid), strict=True)
+            for (m, _), text in zip(titled(an), seed_cells(an, rid), strict=True)
         )
         body += f'<tr><td class="text">{_e(rid)}</td><td>{n}</td>{cells}</tr>'
-    heads = "".join(f"<th>{_e(t)}</th>" for _, t in COLUMNS)
+    heads = "".join(f"<th>{_e(t)}</th>" for _, t in titled(an))
     note = SEEDS_NOTE.format(n=an["n_resamples"], seed=an["seed"])
     return (
         '<h3>Across training seeds</h3><table class="sortable"><thead><tr>'

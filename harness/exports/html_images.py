@@ -22,8 +22,9 @@ from typing import Any
 from PIL import Image
 
 from harness.core.errors import HarnessError
-from harness.exports.common import COLUMNS, Rows, ordered
+from harness.exports.common import Rows, ordered
 from harness.exports.html_assets import IMAGES, fill
+from harness.results.columns import LEGACY
 
 THUMB_PX = 128
 JPEG_QUALITY = 80
@@ -184,7 +185,7 @@ def gallery_data(
         out.append(
             {"id": sid, "label": order[sid], "report": t.report, "uri": t.uri, "error": error}
         )
-    titles = dict(COLUMNS)
+    titles = {c.name: c.title for c in LEGACY}
     return {
         "classes": list(classes),
         "sample_metrics": metrics,

@@ -10,9 +10,9 @@ from typing import Any
 from harness.evaluation import stats
 from harness.evaluation.analysis import analyse
 from harness.exports.common import (
-    COLUMNS,
     SMALL_CLASS,
     Rows,
+    baseline_cells,
     best,
     cell,
     classes_of,
@@ -24,7 +24,9 @@ from harness.exports.common import (
     fmt_train_seconds,
     ordered,
     seed_cells,
+    titled,
 )
+from harness.results.columns import metric_table
 
 SEEDS_NOTE = (
     "Mean ± sample sd of the seed rows; in brackets the 95% percentile interval of a "
@@ -41,9 +43,9 @@ def leaderboard_markdown(
     analysis: Mapping[str, Any] | None = None,
 ) -> str:
     """The Markdown leaderboard (reports.leaderboard_markdown plus CIs, paired tests, seeds)."""
-    an = analysis or analyse(rows, classes_of(rows, provenance))
+    an = analysis or analyse(rows, classes_of(rows, provenance), columns=metric_table(provenance))
     bench = provenance.get("benchmark", {})
-    top = best(rows)
+    top = best(rows, an)
     lines = [
         "# cxr-harness leaderboard",
         "",
@@ -55,15 +57,15 @@ def leaderboard_markdown(
         f"Values are estimate ± half-width of the 95% percentile bootstrap CI "
         f"({an['n_resamples']} resamples, seed {an['seed']}); best per column in bold. "
         "Δ and p compare with base on the same test images (paired bootstrap; McNemar for "
-        "accuracy). " + correction_note(an) + " " + coverage_note(rows),
+        "accuracy). " + correction_note(an) + " " + coverage_note(rows, an),
         "",
-        "| Configuration | " + " | ".join(t for _, t in COLUMNS) + " | ΔMacro-F1 vs base | p "
+        "| Configuration | " + " | ".join(t for _, t in titled(an)) + " | ΔMacro-F1 vs base | p "
         "| McNemar p | Trainable | Train s |",
-        "|---|" + "---:|" * (len(COLUMNS) + 5),
+        "|---|" + "---:|" * (len(titled(an)) + 5),
     ]
     for r in ordered(rows):
         cells = []
-        for m, _ in COLUMNS:
+        for m, _ in titled(an):
             v, hw = cell(r, an, m)
             if v is None:
                 cells.append("–")
@@ -84,16 +86,12 @@ def leaderboard_markdown(
         lines.append(f"| {r['config_id']} | " + " | ".join(cells) + " |")
     maj = baselines.get("majority")
     if maj:
-        lines.append(
-            f"| *majority-class baseline* | {maj['macro_f1']:.3f} | {maj['accuracy']:.3f} "
-            "| – | 0.000 | – | – | – | – | – |"
-        )
+        cells = baseline_cells(an, maj) + ["–"] * 5
+        lines.append("| *majority-class baseline* | " + " | ".join(cells) + " |")
     oracle = baselines.get("same_class_reference")
     if oracle and any("rouge_l" in r["metrics"] for r in rows):
-        lines.append(
-            f"| *same-class reference (ROUGE-L oracle)* | – | – | {oracle['rouge_l']:.3f} "
-            "| – | – | – | – | – | – |"
-        )
+        cells = baseline_cells(an, {"rouge_l": oracle["rouge_l"]}) + ["–"] * 5
+        lines.append("| *same-class reference (ROUGE-L oracle)* | " + " | ".join(cells) + " |")
     lines += _paired_md(rows, an) + _seeds_md(an)
     lines += ["", "## Caveats", ""] + [f"- {c}" for c in caveats(rows, provenance, an, baselines)]
     lines += ["", "## Provenance", ""] + [
@@ -112,7 +110,7 @@ def _paired_md(rows: Rows, an: Mapping[str, Any]) -> list[str]:
         correction_note(an),
         "",
         "| Configuration | n | "
-        + " | ".join(f"Δ{t} [95% CI] | p" for _, t in COLUMNS[:3])
+        + " | ".join(f"Δ{t} [95% CI] | p" for _, t in titled({})[:3])
         + " | McNemar b/c | McNemar p |",
         "|---|" + "---:|" * 9,
     ]
@@ -143,8 +141,8 @@ def _seeds_md(an: Mapping[str, Any]) -> list[str]:
         "",
         SEEDS_NOTE.format(n=an["n_resamples"], seed=an["seed"]),
         "",
-        "| Recipe | Seeds | " + " | ".join(t for _, t in COLUMNS) + " |",
-        "|---|" + "---:|" * (len(COLUMNS) + 1),
+        "| Recipe | Seeds | " + " | ".join(t for _, t in titled(an)) + " |",
+        "|---|" + "---:|" * (len(titled(an)) + 1),
     ]
     for rid, summ in an["seeds"].items():
         cells = seed_cells(an, rid, pm=" ± ", none="–")

@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 
 from harness.core.atomic import follow_umask
-from harness.evaluation import stats
-from harness.exports.common import COLUMNS, Rows, ordered, slug
+from harness.exports.common import Rows, metric_columns, ordered, slug
 
 
 def _figure(width: float, height: float) -> Any:
@@ -66,8 +65,8 @@ def plot_metrics(path: Path, rows: Rows, analysis: Mapping[str, Any]) -> None:
     rows_sorted = ordered(rows)
     metrics = [
         (m, t)
-        for m, t in COLUMNS
-        if m in stats.HEADLINE and any(m in r["metrics"] for r in rows_sorted)
+        for m, t in [(c.name, c.title) for c in metric_columns(analysis) if c.paired]
+        if any(m in r["metrics"] for r in rows_sorted)
     ]
     width = 0.8 / len(metrics)
     fig = _figure(max(6.0, 1.1 * len(rows_sorted) + 2), 4.5)

@@ -70,6 +70,7 @@ class InvalidRate(_Share):
     title = "Invalid"
     description = "Share of answers the strict parser rejected"
     higher_is_better: ClassVar[bool] = False
+    paired: ClassVar[bool] = False
 
     def hit(self, item: MetricItem) -> bool:
         return item.prediction is None

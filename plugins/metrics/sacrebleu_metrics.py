@@ -91,21 +91,27 @@ class _Bleu(_Sacre):
         )
 
 
-def _bleu(n: int) -> type[_Bleu]:
-    return type(
-        f"Bleu{n}",
-        (_Bleu,),
-        {
-            "name": f"bleu{n}",
-            "title": f"BLEU-{n}",
-            "order": n,
-            "description": f"Corpus BLEU with n-grams up to {n} (sacrebleu, exp smoothing)",
-            "__module__": __name__,
-        },
-    )
+class Bleu1(_Bleu):
+    name, title, order = "bleu1", "BLEU-1", 1
+    description = "Corpus BLEU with unigrams (sacrebleu)"
 
 
-BLEU = tuple(_bleu(n) for n in (1, 2, 3, 4))
+class Bleu2(_Bleu):
+    name, title, order = "bleu2", "BLEU-2", 2
+    description = "Corpus BLEU with n-grams up to 2 (sacrebleu, exp smoothing)"
+
+
+class Bleu3(_Bleu):
+    name, title, order = "bleu3", "BLEU-3", 3
+    description = "Corpus BLEU with n-grams up to 3 (sacrebleu, exp smoothing)"
+
+
+class Bleu4(_Bleu):
+    name, title, order = "bleu4", "BLEU-4", 4
+    description = "Corpus BLEU with n-grams up to 4 (sacrebleu, exp smoothing)"
+
+
+BLEU = (Bleu1, Bleu2, Bleu3, Bleu4)
 
 
 class ChrfOptions(Options):
