@@ -8,8 +8,8 @@ from typing import Any
 
 from harness.core.errors import DataError
 from harness.evaluation import stats
-from harness.exports.common import fmt_p
-from harness.exports.html import nav, number_cell
+from harness.exports.common import COLUMNS, fmt_p
+from harness.exports.html import nav, number_cell, table
 from harness.exports.html_assets import json_for_script, page
 from harness.exports.html_images import gallery_data, images_section
 
@@ -187,10 +187,12 @@ def comparison_html(
 ) -> str:
     """The comparison as one self-contained page: the paired table (sortable), the warnings,
     and the per-image view of each compared pair (``A:``/``B:`` prefixed configurations)."""
+    titles = dict(COLUMNS)
     heads = ["A", "B", "n"]
     for m in stats.HEADLINE:
-        heads += [f"{m} A", f"{m} B", f"Δ{m} [95% CI]", "p"]
-    body = ""
+        t = titles.get(m, m)
+        heads += [f"{t} A", f"{t} B", f"Δ{t} [95% CI]", "p"]
+    body = []
     for r in results:
         cells = [f'<td class="text">{escape(str(r[k]))}</td>' for k in ("a", "b")]
         cells.append(number_cell(r["n_shared"], str(r["n_shared"])))
@@ -206,14 +208,12 @@ def comparison_html(
                 number_cell(p.p_value, fmt_p(p.p_value)),
             ]
         cells.append(number_cell(r["mcnemar"].p_value, fmt_p(r["mcnemar"].p_value)))
-        body += "<tr>" + "".join(cells) + "</tr>"
-    table = (
-        '<section id="comparison"><h2>Paired comparison</h2><table class="sortable" '
-        'id="leaderboard-table"><thead><tr>'
-        + "".join(f"<th>{escape(h)}</th>" for h in [*heads, "McNemar p"])
-        + f'</tr></thead><tbody>{body}</tbody></table><p class="note">Δ = B − A on the test '
-        "images both answered; 95% paired bootstrap CI and two-sided p; McNemar's test on "
-        "accuracy. Click a header to sort.</p>"
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    section = (
+        '<section id="comparison"><h2>Paired comparison</h2>'
+        + table([*heads, "McNemar p"], body, "leaderboard-table")
+        + '<p class="note">Δ = B − A on the test images both answered; 95% paired bootstrap CI '
+        "and two-sided p; McNemar's test on accuracy. Click a header to sort.</p>"
         + "".join(f"<p><b>Warning:</b> {escape(w)}; the Δ may come from this.</p>" for w in warns)
         + "</section>"
     )
@@ -227,6 +227,6 @@ def comparison_html(
         "cxr-harness comparison",
         escape(f"A = {label_a} · B = {label_b}"),
         nav([("comparison", "Comparison"), ("images", "Images")]),
-        table + images_section(data, image_note),
+        section + images_section(data, image_note),
         json_for_script(data),
     )
