@@ -66,6 +66,33 @@ def test_tensorboard_events_hold_the_loss_and_validation_metrics(tmp_path: Path)
     assert plot.is_file() and plot.stat().st_size > 5000
 
 
+@pytest.mark.slow
+def test_mlflow_file_store_holds_the_loss_and_validation_metrics(tmp_path: Path) -> None:
+    pytest.importorskip("mlflow", reason="the mlflow extra is absent: pip install '.[mlflow]'")
+    from mlflow.tracking import MlflowClient
+
+    out = tmp_path / "run"
+    args = ["bench", "--trainer", "lora", "--no-base", "--threads", "1", "--out", str(out)]
+    args += ["-o", "trainer.max_steps=6", "-o", "trainer.eval_every=3"]
+    args += ["-o", "trainer.report_to=mlflow", "--eval-batch-size", "40"]
+    proc = _harness(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (row,) = json.loads((out / "results.json").read_text())["results"]
+    store = out / "runs" / CONFIG.replace("@", "_").replace("+", "_") / "mlruns"
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    client = MlflowClient(tracking_uri=store.resolve().as_uri())
+    (experiment,) = [e for e in client.search_experiments() if e.name == "cxr-harness"]
+    (run,) = client.search_runs([experiment.experiment_id])
+    loss = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "loss")]
+    recorded = [(h["step"], h["loss"]) for h in row["history"] if "loss" in h]
+    assert [s for s, _ in sorted(loss)] == [s for s, _ in recorded] == list(range(1, 7))
+    assert [v for _, v in sorted(loss)] == pytest.approx([v for _, v in recorded], rel=1e-5)
+    history = client.get_metric_history(run.info.run_id, "eval_macro_f1")
+    f1 = sorted((m.step, m.value) for m in history)
+    val = [(h["step"], h["val_macro_f1"]) for h in row["history"] if "val_macro_f1" in h]
+    assert [s for s, _ in f1] == [3, 6] and [v for _, v in f1] == pytest.approx([v for _, v in val])
+
+
 def test_a_missing_integration_is_an_exit_2_naming_the_extra_before_any_work(
     tmp_path: Path,
 ) -> None:

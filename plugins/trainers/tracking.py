@@ -65,6 +65,8 @@ def tracking_env(report_to: ReportTo, workdir: Path) -> Iterator[None]:
     wanted = {
         "MLFLOW_TRACKING_URI": (workdir / MLFLOW_DIR).resolve().as_uri(),
         "MLFLOW_EXPERIMENT_NAME": "cxr-harness",
+        # MLflow 3 refuses a file store unless asked: a folder in the run needs no server
+        "MLFLOW_ALLOW_FILE_STORE": "true",
     }
     saved = {k: os.environ.get(k) for k in wanted}
     os.environ.update({k: v for k, v in wanted.items() if not saved[k]})
