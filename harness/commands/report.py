@@ -317,6 +317,7 @@ def compare_cmd(
             write_text_atomic(out, comparison_markdown(results, str(dir_a), str(dir_b), note))
         if html_out:
             from harness.exports.html_images import benchmark_thumbnails
+            from harness.results.columns import metric_table
 
             ids = {str(p["id"]) for r in [*rows_a, *rows_b] for p in r.get("predictions", [])}
             images, image_note = benchmark_thumbnails(prov_a, sorted(ids))
@@ -329,6 +330,7 @@ def compare_cmd(
                 classes,
                 warnings,
                 image_note,
+                {c.name: c.title for c in metric_table(prov_a)},
             )
             write_text_atomic(html_out, page)
     except HarnessError as exc:

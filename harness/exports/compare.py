@@ -8,7 +8,7 @@ from typing import Any
 
 from harness.core.errors import DataError
 from harness.evaluation import stats
-from harness.exports.common import COLUMNS, fmt_p
+from harness.exports.common import fmt_p
 from harness.exports.html import nav, number_cell, table
 from harness.exports.html_assets import json_for_script, page
 from harness.exports.html_images import gallery_data, images_section
@@ -184,10 +184,12 @@ def comparison_html(
     classes: Sequence[str],
     warns: Sequence[str] = (),
     image_note: str = "",
+    titles: Mapping[str, str] | None = None,
 ) -> str:
     """The comparison as one self-contained page: the paired table (sortable), the warnings,
-    and the per-image view of each compared pair (``A:``/``B:`` prefixed configurations)."""
-    titles = dict(COLUMNS)
+    and the per-image view of each compared pair (``A:``/``B:`` prefixed configurations).
+    ``titles``: metric name -> column title (from the runs' metric table)."""
+    titles = titles or {}
     heads = ["A", "B", "n"]
     for m in stats.HEADLINE:
         t = titles.get(m, m)
@@ -221,7 +223,7 @@ def comparison_html(
     wanted_b = {r["b"] for r in results}
     pick_a = [r for r in runs[0] if r["config_id"] in wanted_a]
     pick_b = [r for r in runs[1] if r["config_id"] in wanted_b]
-    data = gallery_data([("A:", pick_a), ("B:", pick_b)], images, classes)
+    data = gallery_data([("A:", pick_a), ("B:", pick_b)], images, classes, titles)
 
     return page(
         "cxr-harness comparison",

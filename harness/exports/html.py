@@ -294,7 +294,7 @@ def report_html(
     """The run's report.html as one string."""
     bench = provenance.get("benchmark", {})
     classes = list(analysis.get("classes") or bench.get("classes") or [])
-    data = gallery_data([("", rows)], images, classes)
+    data = gallery_data([("", rows)], images, classes, dict(titled(analysis)))
     body = (
         leaderboard_section(rows, analysis, baselines)
         + caveats_section(caveats(rows, provenance, analysis, baselines))

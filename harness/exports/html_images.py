@@ -24,7 +24,6 @@ from PIL import Image
 from harness.core.errors import HarnessError
 from harness.exports.common import Rows, ordered
 from harness.exports.html_assets import IMAGES, fill
-from harness.results.columns import LEGACY
 
 THUMB_PX = 128
 JPEG_QUALITY = 80
@@ -150,11 +149,15 @@ def sample_metric_names(rows: Rows) -> list[str]:
 
 
 def gallery_data(
-    runs: Sequence[tuple[str, Rows]], images: Mapping[str, Thumbnail], classes: Sequence[str]
+    runs: Sequence[tuple[str, Rows]],
+    images: Mapping[str, Thumbnail],
+    classes: Sequence[str],
+    titles: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The per-image view's document: each test image once, each configuration's answers.
 
     ``runs`` are (prefix, rows): a comparison labels its two runs' configurations ``A:``/``B:``.
+    ``titles`` name the per-sample scores (metric name -> column title; the name otherwise).
     """
     all_rows = [r for _, rows in runs for r in rows]
     metrics = sample_metric_names(all_rows)
@@ -185,7 +188,7 @@ def gallery_data(
         out.append(
             {"id": sid, "label": order[sid], "report": t.report, "uri": t.uri, "error": error}
         )
-    titles = {c.name: c.title for c in LEGACY}
+    titles = titles or {}
     return {
         "classes": list(classes),
         "sample_metrics": metrics,
