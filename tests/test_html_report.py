@@ -325,3 +325,37 @@ def test_browser_draws_long_galleries_in_pages(tmp_path: Path) -> None:
         assert not s.find_element("id", "more").is_displayed()
         assert _count(s, "#gallery .card img") == 129  # one placeholder
         assert console_errors(s) == []
+
+
+def test_plugin_metrics_get_per_sample_columns() -> None:
+    """A plugin metric's stored per-sample statistics become one score per image (each image's
+    statistics combined alone), shown under the metric's title."""
+    from harness.components import MetricItem
+    from harness.exports.html_images import gallery_data, plugin_sample_scores
+    from harness.plugins import make_registry
+
+    chrf = make_registry().create("metric", "chrf")
+    rows, _, _ = make_bench(n=6)
+    row = rows[1]
+    said = ["a large left effusion", "small effusion", "clear lungs", "left effusion"]
+    items = [
+        MetricItem(
+            p["id"],
+            p["label"],
+            p["prediction"],
+            said[k % 4],
+            "a large left pleural effusion" if k % 3 else "",
+        )
+        for k, p in enumerate(row["predictions"])
+    ]
+    st = np.asarray(chrf.statistics(items, CLASSES), dtype=np.float64)
+    row["metric_stats"] = {"chrf": st.tolist()}
+    scores = plugin_sample_scores(rows, [chrf.column()], CLASSES)
+    alone = [float(chrf.combine(st[k : k + 1], CLASSES)[0]) for k in range(len(items))]
+    want = {it.id: {"chrf": v} for it, v in zip(items, alone, strict=True) if np.isfinite(v)}
+    assert want and scores == {row["config_id"]: want}
+    assert len({v["chrf"] for v in want.values()}) > 1  # per image, not the corpus value
+    doc = gallery_data([("", rows)], {}, CLASSES, {"chrf": "chrF"}, scores)
+    assert doc["sample_metrics"][-1] == "chrf" and doc["sample_titles"][-1] == "chrF"
+    answers = next(c for c in doc["configs"] if c["id"] == row["config_id"])["answers"]
+    assert answers[items[1].id]["metrics"]["chrf"] == want[items[1].id]["chrf"]

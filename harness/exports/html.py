@@ -24,12 +24,18 @@ from harness.exports.common import (
     coverage_suffix,
     fmt_p_adjusted,
     fmt_params,
+    metric_columns,
     ordered,
     seed_cells,
     titled,
 )
 from harness.exports.html_assets import json_for_script, page
-from harness.exports.html_images import Thumbnail, gallery_data, images_section
+from harness.exports.html_images import (
+    Thumbnail,
+    gallery_data,
+    images_section,
+    plugin_sample_scores,
+)
 from harness.exports.markdown import SEEDS_NOTE, caveats, provenance_block
 
 
@@ -294,7 +300,8 @@ def report_html(
     """The run's report.html as one string."""
     bench = provenance.get("benchmark", {})
     classes = list(analysis.get("classes") or bench.get("classes") or [])
-    data = gallery_data([("", rows)], images, classes, dict(titled(analysis)))
+    extra = plugin_sample_scores(rows, metric_columns(analysis), classes)
+    data = gallery_data([("", rows)], images, classes, dict(titled(analysis)), extra)
     body = (
         leaderboard_section(rows, analysis, baselines)
         + caveats_section(caveats(rows, provenance, analysis, baselines))

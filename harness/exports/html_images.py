@@ -148,19 +148,57 @@ def sample_metric_names(rows: Rows) -> list[str]:
     return list(names)
 
 
+def plugin_sample_scores(
+    rows: Rows, columns: Sequence[Any], classes: Sequence[str]
+) -> dict[str, dict[str, dict[str, float]]]:
+    """``{config_id: {image_id: {metric: value}}}`` of the plugin metrics whose per-sample
+    statistics a row stores (``metric_stats``): each image's statistics combined alone, e.g.
+    a sentence-level BLEU. A metric whose plugin cannot be imported here adds no column."""
+    import numpy as np
+
+    from harness.evaluation.scoring import combiner
+
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for column in columns:
+        stored = [(r, (r.get("metric_stats") or {}).get(column.name)) for r in rows]
+        stored = [(r, st) for r, st in stored if st]
+        if not stored or not getattr(column, "module", ""):
+            continue
+        try:
+            combine = combiner(column, classes)
+        except (ImportError, AttributeError, HarnessError):
+            continue
+        for r, st in stored:
+            ids = [str(p["id"]) for p in r.get("predictions", [])]
+            values = np.asarray(combine(np.asarray(st, dtype=np.float64)), dtype=np.float64)
+            if len(values) != len(ids):
+                continue
+            per_image = out.setdefault(str(r["config_id"]), {})
+            for sid, v in zip(ids, values, strict=True):
+                if np.isfinite(v):  # NaN: no reference for this image
+                    per_image.setdefault(sid, {})[column.name] = float(v)
+    return out
+
+
 def gallery_data(
     runs: Sequence[tuple[str, Rows]],
     images: Mapping[str, Thumbnail],
     classes: Sequence[str],
     titles: Mapping[str, str] | None = None,
+    extra: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None,
 ) -> dict[str, Any]:
     """The per-image view's document: each test image once, each configuration's answers.
 
     ``runs`` are (prefix, rows): a comparison labels its two runs' configurations ``A:``/``B:``.
-    ``titles`` name the per-sample scores (metric name -> column title; the name otherwise).
+    ``titles`` name the per-sample scores (metric name -> column title; the name otherwise);
+    ``extra`` adds scores by configuration id and image id (:func:`plugin_sample_scores`).
     """
     all_rows = [r for _, rows in runs for r in rows]
+    extra = extra or {}
     metrics = sample_metric_names(all_rows)
+    for per_image in extra.values():
+        for scores in per_image.values():
+            metrics += [m for m in scores if m not in metrics]
     order: dict[str, str] = {}
     for r in all_rows:
         for p in r.get("predictions", []):
@@ -174,7 +212,10 @@ def gallery_data(
                     "valid": bool(p.get("valid")),
                     "invalid_reason": p.get("invalid_reason") or "",
                     "answer": p.get("answer") or "",
-                    "metrics": {m: p[m] for m in metrics if p.get(m) is not None},
+                    "metrics": {
+                        **{m: p[m] for m in metrics if p.get(m) is not None},
+                        **extra.get(str(r["config_id"]), {}).get(str(p["id"]), {}),
+                    },
                 }
                 for p in r.get("predictions", [])
             }
