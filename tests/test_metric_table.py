@@ -230,3 +230,35 @@ def test_report_shows_the_same_table_from_the_store_without_scikit_learn(run, tm
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "BLEU-4" in proc.stdout and "CIDEr-D" in proc.stdout
     assert (tmp_path / "leaderboard.md").read_text() == (out / "leaderboard.md").read_text()
+
+
+def _table_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line[:1] in "┏┃┡│└"]
+
+
+@pytest.mark.slow
+def test_bench_with_text_metrics_on_the_tiny_model_and_report_print_one_table(tmp_path):
+    out = tmp_path / "run"
+    env = {"COLUMNS": "250", "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    exe = [sys.executable, "-m", "harness.cli"]
+    args = ["bench", "--trainer", "base", "--metric", "bleu4", "--metric", "cider"]
+    args += ["--metric", "rouge_l", "--out", str(out), "--threads", "2"]
+    bench = subprocess.run([*exe, *args], capture_output=True, text=True, env=env, check=False)
+    assert bench.returncode == 0, bench.stdout[-3000:] + bench.stderr[-3000:]
+    report = subprocess.run(
+        [*exe, "report", str(out), "--out", str(tmp_path / "again")],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert report.returncode == 0, report.stderr
+    table = _table_lines(bench.stdout)
+    assert table and table == _table_lines(report.stdout)
+    assert "BLEU-4" in table[1] and "CIDEr-D" in table[1] and "Macro-F1" not in table[1]
+    doc = json.loads((out / "results.json").read_text())
+    row = doc["results"][0]
+    assert {"bleu4", "cider", "rouge_l"} <= set(row["ci"]) and "bleu4" in row["metrics"]
+    assert [c["name"] for c in doc["provenance"]["metrics"]] == ["bleu4", "cider", "rouge_l"]
+    assert "BLEU-4 & CIDEr-D & ROUGE-L" in (out / "leaderboard.tex").read_text()
+    assert "bleu4_ci_low" in (out / "results.csv").read_text().splitlines()[0]

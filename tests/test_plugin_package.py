@@ -17,7 +17,8 @@ PACKAGE_SRC = HERE / "example_plugin"
 DIST = "cxr-harness-example-plugin"
 VERSION = "0.3.1"
 AUGMENTER = "example_invert_noise"
-TINY_WEIGHTS = HERE.parent / "harness" / "tiny" / "assets" / "model.safetensors"
+TINY_WEIGHTS = HERE.parent / "harness" / "model" / "tiny" / "assets" / "model.safetensors"
+METRIC = "example_length_ratio"
 
 
 def _env() -> dict[str, str]:
@@ -85,6 +86,39 @@ def test_harness_plugins_lists_the_example_with_distribution_and_version(install
     cells = [c.strip() for c in rows[0].replace("┃", "│").split("│")]
     assert cells[1:5] == ["augmenter", AUGMENTER, DIST, VERSION], rows[0]
     assert "noise_rotate" in proc.stdout  # built-ins still listed alongside
+    rows = [line for line in proc.stdout.splitlines() if METRIC in line]
+    assert len(rows) == 1, proc.stdout
+    cells = [c.strip() for c in rows[0].replace("┃", "│").split("│")]
+    assert cells[1:5] == ["metric", METRIC, DIST, VERSION], rows[0]
+
+
+def test_the_plugin_metric_computes_and_enters_the_metric_table(installed):
+    script = textwrap.dedent(
+        f"""
+        import json
+        from harness.components import MetricItem
+        from harness.plugins import make_registry
+
+        m = make_registry().create("metric", {METRIC!r})
+        items = [
+            MetricItem("a", "x", "x", "one two", "one two three four"),
+            MetricItem("b", "x", "x", "one two three", "one two three"),
+            MetricItem("c", "x", "x", "unscored", ""),
+        ]
+        print(json.dumps({{"value": m.value(items, ["x"]), "column": m.column().as_dict()}}))
+        """
+    )
+    proc = _run([sys.executable, "-c", script], cwd=installed)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["value"] == 0.75  # (2/4 + 3/3) / 2; the image without a reference is left out
+    col = got["column"]
+    assert (col["title"], col["implementation"], col["version"]) == (
+        "Length ratio",
+        DIST,
+        VERSION,
+    )
+    assert col["needs_reference"] and col["module"] == "cxr_example_plugin"
 
 
 def test_make_registry_in_a_subprocess_creates_and_runs_it(installed):
@@ -155,6 +189,8 @@ def test_bench_trains_with_the_plugin_augmenter(installed, tmp_path):
         "-o",
         "trainer.max_steps=2",
         "--no-base",
+        "--metric",
+        f"macro_f1,{METRIC},bleu4",
         "--out",
         str(out),
     ]
@@ -164,3 +200,28 @@ def test_bench_trains_with_the_plugin_augmenter(installed, tmp_path):
     rows = [r for r in doc["results"] if r.get("augmenter") == AUGMENTER]
     assert len(rows) == 1, doc["results"]
     assert rows[0]["config_id"] == f"lora+{AUGMENTER}+template@s0"
+    # the third-party metric is a leaderboard column like the built-ins, with CI and coverage
+    assert "Length ratio" in proc.stdout
+    row = rows[0]
+    assert {"macro_f1", METRIC, "bleu4"} <= set(row["ci"])
+    assert row["coverage"][METRIC]["of"] == 160
+    head = (out / "leaderboard.md").read_text().split("| Configuration |")[1].split("\n")[0]
+    assert [t.strip() for t in head.split("|")[:3]] == ["Macro-F1", "Length ratio", "BLEU-4"]
+    from harness.benchmarks import load_benchmark
+    from harness.evaluation.parser import parse_answer
+
+    preds = {
+        p["id"]: p
+        for p in map(json.loads, (out / "predictions.jsonl").read_text().splitlines())
+        if p["config_id"] == row["config_id"]
+    }
+    bench = load_benchmark("phantom8")
+    ratios = []
+    for s in bench.test:
+        if not s.report.strip():
+            continue
+        answer = preds[s.id]["answer"] or ""
+        a = len(parse_answer(answer, bench.classes).explanation.split()) if answer else 0
+        b = len(s.report.split())
+        ratios.append(min(a, b) / max(a, b))
+    assert row["metrics"][METRIC] == pytest.approx(sum(ratios) / len(ratios))

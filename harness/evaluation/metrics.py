@@ -1,30 +1,16 @@
-"""Macro-F1, accuracy (scikit-learn) and ROUGE-L (rouge-score). Invalid answers count as wrong."""
+"""Macro-F1, accuracy (scikit-learn) and ROUGE-L (rouge-score) for in-training validation and
+the native leaderboard path; invalid answers count as wrong. What the leaderboard shows, and in
+which direction each metric is better, comes from the metric plugins (``plugins/metrics``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 from sklearn.metrics import confusion_matrix, f1_score
 
 INVALID = "invalid"
-
-
-@dataclass(frozen=True)
-class MetricInfo:
-    name: str
-    higher_is_better: bool
-    description: str
-
-
-METRICS: tuple[MetricInfo, ...] = (
-    MetricInfo("macro_f1", True, "Macro-F1 over the benchmark's classes; invalid counts as wrong"),
-    MetricInfo("accuracy", True, "Share of exact label matches; invalid counts as wrong"),
-    MetricInfo("rouge_l", True, "Mean ROUGE-L F (stemmed) of the explanation vs the reference"),
-    MetricInfo("invalid_rate", False, "Share of answers the strict parser rejected"),
-)
 
 
 @lru_cache(maxsize=1)
