@@ -160,3 +160,36 @@ def test_meteor_without_java_names_the_runtime_and_package(registry, monkeypatch
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(BackendUnavailableError, match="default-jre-headless"):
         metric(registry, "meteor").preflight()
+
+
+def test_finding_f1_is_the_macro_over_findings_with_negation(registry):
+    # image 1: effusion in both (tp); the explanation's "no pneumothorax" is not a finding.
+    # image 2: reference cardiomegaly missed (fn), explanation states pneumothorax (fp).
+    # image 3: no reference: left out. Macro over occurring findings: effusion 1, cardiomegaly
+    # 0, pneumothorax 0 -> 1/3.
+    its = items(
+        ["Small left pleural effusion. No pneumothorax.", "Right pneumothorax.", "Effusion."],
+        ["Left pleural effusion.", "Cardiomegaly.", ""],
+    )
+    m = metric(registry, "finding_f1")
+    assert m.value(its, CLASSES) == pytest.approx(1 / 3)
+    assert m.needs_reference and m.corpus_level
+    assert m.value(its[:1], CLASSES) == pytest.approx(1.0)
+    assert math.isnan(m.value(its[2:], CLASSES))
+
+
+def test_label_consistency_over_valid_answers(registry):
+    from harness.text.ontology import default_ontology
+
+    onto = default_ontology()
+    normal = next(c for c in onto.classes if not onto.class_findings(c))
+    effusion = next(c for c in onto.classes if "pleural_effusion" in onto.class_findings(c))
+    its = [
+        MetricItem("a", normal, normal, "No pleural effusion or pneumothorax.", ""),  # consistent
+        MetricItem("b", normal, normal, "Large right pleural effusion.", ""),  # not
+        MetricItem("c", effusion, effusion, "Left pleural effusion.", ""),  # consistent
+        MetricItem("d", effusion, None, "Left pleural effusion.", ""),  # invalid: left out
+    ]
+    assert metric(registry, "label_consistency").value(its, list(onto.classes)) == pytest.approx(
+        2 / 3
+    )
