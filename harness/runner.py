@@ -26,6 +26,7 @@ from harness.evaluation.generate import (
 )
 from harness.evaluation.likelihood import label_loglikelihoods, score_likelihoods
 from harness.evaluation.metrics import majority_baseline
+from harness.evaluation.result import combine_scorings
 from harness.evaluation.scoring import score_plugins
 from harness.experiment import experiment_toml
 from harness.exports import write_all
@@ -321,46 +322,54 @@ def run_configuration(
     train_task.finish()
     template = chat_template_of(trained.processor)
     adapter_hash = weights_hash(trained.adapter_dir) if trained.adapter_dir else ""
-    cache_key = prediction_cache_key(
-        base_hash,
-        adapter_hash,
-        bench.fingerprint,
-        text_hash(prompt),
-        text_hash(template),
-        gen.as_dict(),
-    )
     ids = [s.id for s in bench.test]
     t0 = time.perf_counter()
-    answers = store.get_cached_predictions(cache_key, ids)
+    results, keys = {}, {}
     merged = False
-    if answers is None:
-        with evaluation_model(trained.model, gen) as merged:
-            if gen.scoring == "generate" and gen.decoding == "compiled":
-                warm = progress.start(f"[{config.id}] compile warm-up", 1)
-                warm_up(
-                    trained.model,
-                    trained.processor,
-                    bench.test[0].image,
-                    prompt,
-                    gen,
-                    len(bench.test),
-                )
-                warm.finish()
-            eval_task = progress.start(f"[{config.id}] evaluate", len(bench.test))
-            answers = _predict(trained, bench, prompt, gen, eval_task.advance)
-        store.put_cached_predictions(cache_key, answers, ids)
-    else:
-        eval_task = progress.start(f"[{config.id}] evaluate", len(bench.test))
-        progress.note(f"[{config.id}] predictions taken from the cache")
-    if gen.scoring == "likelihood":
-        cached = [json.loads(a) for a in answers]
-        table = np.asarray([c["scores"] for c in cached], dtype=np.float64)
-        choices = np.asarray([c["choice"] for c in cached], dtype=np.int64)
-        ev = score_likelihoods(bench.test, table, choices, bench.classes)
-    else:
-        ev = score(bench.test, answers, bench.classes)
+    for scoring in gen.parts:  # both: a cache entry per half, shared with one-scoring runs
+        part = gen.part(scoring)
+        keys[scoring] = cache_key = prediction_cache_key(
+            base_hash,
+            adapter_hash,
+            bench.fingerprint,
+            text_hash(prompt),
+            text_hash(template),
+            part.as_dict(),
+        )
+        title = f"[{config.id}] evaluate" + (f" ({scoring})" if len(gen.parts) > 1 else "")
+        answers = store.get_cached_predictions(cache_key, ids)
+        if answers is None:
+            with evaluation_model(trained.model, part) as merged_now:
+                merged = merged or merged_now
+                if part.scoring == "generate" and part.decoding == "compiled":
+                    warm = progress.start(f"[{config.id}] compile warm-up", 1)
+                    warm_up(
+                        trained.model,
+                        trained.processor,
+                        bench.test[0].image,
+                        prompt,
+                        part,
+                        len(bench.test),
+                    )
+                    warm.finish()
+                eval_task = progress.start(title, len(bench.test))
+                answers = _predict(trained, bench, prompt, part, eval_task.advance)
+            store.put_cached_predictions(cache_key, answers, ids)
+        else:
+            eval_task = progress.start(title, len(bench.test))
+            progress.note(f"[{config.id}] {scoring} predictions taken from the cache")
+        if scoring == "likelihood":
+            cached = [json.loads(a) for a in answers]
+            table = np.asarray([c["scores"] for c in cached], dtype=np.float64)
+            choices = np.asarray([c["choice"] for c in cached], dtype=np.int64)
+            results[scoring] = score_likelihoods(bench.test, table, choices, bench.classes)
+        else:
+            results[scoring] = score(bench.test, answers, bench.classes)
+        if scoring != gen.parts[-1]:
+            eval_task.finish()
+    ev = combine_scorings(results)
     values, metric_stats = score_plugins(
-        metrics, bench.test, ev.predictions, bench.classes, texts=gen.scoring == "generate"
+        metrics, bench.test, ev.predictions, bench.classes, texts="generate" in gen.parts
     )
     ev.metrics.update(values)
     ev.seconds = time.perf_counter() - t0
@@ -395,7 +404,8 @@ def run_configuration(
         "adapter_dir": str(trained.adapter_dir) if trained.adapter_dir else None,
         "chat_template_hash": text_hash(template),
         "adapter_hash": adapter_hash,
-        "prediction_cache_key": cache_key,
+        "prediction_cache_key": keys[gen.parts[0]],
+        **({"prediction_cache_keys": keys} if len(keys) > 1 else {}),
         "history": trained.history,
         "fast_paths": eval_fast_paths(trained.model, merged),
         "metric_stats": metric_stats,

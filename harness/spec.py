@@ -80,7 +80,7 @@ class BenchSpec:
     include_base: bool = True
     resume: bool = False
     balance: str | None = None  # "max", "median" or a per-class count; replaces aug_copies
-    scoring: str = "generate"  # generate | likelihood (harness.evaluation.generate)
+    scoring: str = "generate"  # generate | likelihood | both (harness.evaluation.generate)
     decoding: str = "auto"  # auto | plain | static | compiled (harness.model.gpu_eval)
 
     def configurations(self, fixed: frozenset[str] = frozenset({"base"})) -> list[Configuration]:

@@ -163,7 +163,8 @@ def test_two_connections_see_committed_rows(tmp_path: Path) -> None:
         assert len(reader.load_rows()[0]["predictions"]) == 5
 
 
-def test_a_store_from_before_the_scores_column_is_upgraded(tmp_path) -> None:
+@pytest.mark.parametrize("column", ["scores", "likelihood_prediction"])
+def test_a_store_from_before_a_predictions_column_is_upgraded(tmp_path, column: str) -> None:
     import sqlite3
 
     from harness.results.store import STORE_NAME, ResultsStore
@@ -171,17 +172,18 @@ def test_a_store_from_before_the_scores_column_is_upgraded(tmp_path) -> None:
     with ResultsStore.open(tmp_path):
         pass
     conn = sqlite3.connect(tmp_path / STORE_NAME)
-    conn.execute("ALTER TABLE predictions DROP COLUMN scores")
+    conn.execute(f"ALTER TABLE predictions DROP COLUMN {column}")
     conn.commit()
     conn.close()
-    with ResultsStore.open(tmp_path) as store:
+    with ResultsStore.open(tmp_path) as store:  # the column comes back last: named inserts
+        pred = {"id": "a", "label": "N", "prediction": None, "valid": False}
         row = {
             "config_id": "x",
-            "metrics": {"macro_f1": 1.0},
-            "predictions": [
-                {"id": "a", "label": "N", "prediction": "N", "valid": True, "scores": {"N": -0.1}}
-            ],
+            "metrics": {"macro_f1": 0.0},
+            "predictions": [{**pred, "likelihood_prediction": "N", "scores": {"N": -0.1}}],
         }
         store.save_config_result(row)
         (loaded,) = store.load_rows()
-    assert loaded["predictions"][0]["scores"] == {"N": -0.1}
+    got = loaded["predictions"][0]
+    assert got["likelihood_prediction"] == "N" and got["scores"] == {"N": -0.1}
+    assert got["prediction"] is None and got["answer"] is None

@@ -41,12 +41,13 @@ def eval_options(command: Callable[..., Any]) -> Callable[..., Any]:
     )(command)
     return click.option(
         "--scoring",
-        type=click.Choice(["generate", "likelihood"]),
+        type=click.Choice(["generate", "likelihood", "both"]),
         default="generate",
         show_default=True,
         help="generate: greedy answers, parsed (Macro-F1, accuracy, ROUGE-L). likelihood: "
         "the label greedy decoding restricted to the class names picks, from one prefill "
-        "(Macro-F1 and accuracy only; much faster).",
+        "(Macro-F1 and accuracy only; much faster). both: the generated row plus the "
+        "likelihood-scored Macro-F1 and accuracy beside it (answer format vs knowledge).",
     )(command)
 
 

@@ -128,6 +128,25 @@ def _table(
     return table
 
 
+def knowledge_table(rows: Sequence[Mapping[str, Any]], analysis: Mapping[str, Any]) -> Table | None:
+    """Generated next to likelihood-scored metrics for the rows run with ``--scoring both``."""
+    from harness.exports.common import KNOWLEDGE_HEADS, KNOWLEDGE_NOTE, knowledge_cells, scored_both
+
+    both = scored_both(rows)
+    if not both:
+        return None
+    title = "Format vs knowledge (± = 95% bootstrap CI half-width)"
+    table = Table(title=title, caption=KNOWLEDGE_NOTE)
+    table.add_column("Configuration", overflow="fold", min_width=12)
+    for title in KNOWLEDGE_HEADS:
+        table.add_column(title, justify="right")
+    for r in both:
+        cells = knowledge_cells(r, analysis, pm=" ±")
+        cells[-1] = cells[-1].replace(" (", "\n(")
+        table.add_row(r["config_id"], *cells)
+    return table
+
+
 def print_leaderboard(
     rows: Sequence[Mapping[str, Any]],
     provenance: Mapping[str, Any],
@@ -143,6 +162,9 @@ def print_leaderboard(
     sized = console.is_terminal or bool(os.environ.get("COLUMNS"))
     wide = console if sized else Console(width=160)
     wide.print(report_table(rows, provenance, analysis, baselines, width=wide.width))
+    both = knowledge_table(rows, analysis)
+    if both is not None:
+        wide.print(both)
     for c in meaning_caveats(rows, analysis, baselines or {}):
         console.print(f"[yellow]caveat:[/yellow] {c}", highlight=False)
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from harness.evaluation.correction import DEFAULT_CORRECTION, adjust, check_correction
 from harness.evaluation.hierarchical import seed_image_intervals
+from harness.evaluation.result import LIKELIHOOD_METRICS
 from harness.evaluation.scoring import combiner
 from harness.evaluation.seeds import HEADLINE, aggregate_seeds, recipe_id
 from harness.evaluation.stats import (
@@ -66,7 +67,8 @@ def correct_family(
 ) -> None:
     """Set ``p_adjusted`` on every paired result and McNemar test, one family per metric: the
     configurations compared with base."""
-    families = [*metrics, "mcnemar"]
+    paired = {m for item in per.values() for m in item["paired"]}
+    families = [*metrics, *sorted(paired - set(metrics)), "mcnemar"]
     for m in families:
         ids = [
             cid
@@ -84,6 +86,36 @@ def correct_family(
                 per[cid]["mcnemar"] = new
             else:
                 per[cid]["paired"][m] = new
+
+
+def likelihood_encoded(row: Mapping[str, Any], classes: Sequence[str]) -> Encoded | None:
+    """A ``--scoring both`` row's likelihood-scored labels as arrays; None for other rows."""
+    preds = row.get("predictions", [])
+    if not preds or any("likelihood_prediction" not in p for p in preds):
+        return None
+    return encode([{**p, "prediction": p["likelihood_prediction"]} for p in preds], classes)
+
+
+def _likelihood_stats(
+    item: dict[str, Any],
+    enc: Encoded,
+    base: Encoded | None,
+    weights: dict[int, np.ndarray],
+    n_resamples: int,
+    seed: int,
+) -> None:
+    """CIs of the likelihood-scored metrics and, against a base scored both ways too, their
+    paired tests, under ``likelihood_<metric>``."""
+    for m, ci in metric_intervals(enc, weights=weights[enc.n]).items():
+        if m in LIKELIHOOD_METRICS:
+            item["ci"][f"likelihood_{m}"] = ci
+    if base is None or not shared_ids(base, enc):
+        return
+    n = len(shared_ids(base, enc))
+    if n not in weights:
+        weights[n] = bootstrap_weights(n, n_resamples, seed)
+    for m, p in paired_bootstrap(base, enc, LIKELIHOOD_METRICS, weights=weights[n]).items():
+        item["paired"][f"likelihood_{m}"] = dataclasses.replace(p, metric=f"likelihood_{m}")
 
 
 def analyse(
@@ -105,6 +137,7 @@ def analyse(
     }
     paired = list(dict.fromkeys([*HEADLINE, *(c.name for c in columns if c.paired)]))
     base = next((r["config_id"] for r in rows if r.get("trainer") == "base"), None)
+    enc_ll = {r["config_id"]: likelihood_encoded(r, classes) for r in rows}
     weights: dict[int, np.ndarray] = {}
     per: dict[str, dict[str, Any]] = {}
     for r in rows:
@@ -123,6 +156,9 @@ def analyse(
                 weights[shared] = bootstrap_weights(shared, n_resamples, seed)
             item["paired"] = paired_bootstrap(enc[base], e, metrics=paired, weights=weights[shared])
             item["mcnemar"] = mcnemar_encoded(enc[base], e)
+        if e.n and enc_ll[cid] is not None:
+            other = enc_ll[base] if base and cid != base else None
+            _likelihood_stats(item, enc_ll[cid], other, weights, n_resamples, seed)
         for m in paired:  # a metric the row does not report (e.g. ROUGE-L of likelihood scoring)
             if m not in r.get("metrics", {}):
                 item["ci"].pop(m, None)

@@ -5,6 +5,9 @@ The same function serves the final benchmark and any in-training evaluation. Two
 * ``generate`` (default): greedy answers, parsed strictly; Macro-F1, accuracy and ROUGE-L.
 * ``likelihood``: the class label with the highest log-likelihood after the prompt
   (`harness.evaluation.likelihood`); classification metrics only, ROUGE-L is not reported.
+* ``both``: the generated answers and their metrics, and beside them the likelihood-scored
+  label of every image with ``likelihood_macro_f1`` and ``likelihood_accuracy``: format
+  (does the model write ``Class:``?) apart from knowledge (does it rank the right label first?).
 
 Decoding (``generate`` only): ``plain`` is HF `generate` with a dynamic KV cache; ``static``
 uses a static cache, prompts padded to a multiple of 64 tokens and every batch padded to the
@@ -16,7 +19,7 @@ of ``static`` and needs a CUDA GPU. Greedy answers are the same under all three
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -25,10 +28,10 @@ from harness.core.errors import BackendUnavailableError, OptionError
 from harness.data.sample import Sample
 from harness.evaluation.metrics import classification_metrics, rouge_l
 from harness.evaluation.parser import parse_answer
-from harness.evaluation.result import EvalResult
+from harness.evaluation.result import EvalResult, combine_scorings
 
 ProgressFn = Callable[[int], None]
-SCORINGS = ("generate", "likelihood")
+SCORINGS = ("generate", "likelihood", "both")
 DECODINGS = ("plain", "static", "compiled")
 
 
@@ -51,6 +54,15 @@ class GenerationConfig:
             )
         if self.batch_size < 1 or self.max_new_tokens < 1:
             raise OptionError("--eval-batch-size and --max-new-tokens must be at least 1")
+
+    def part(self, scoring: str) -> GenerationConfig:
+        """This configuration with one scoring (the two halves of ``both``)."""
+        return replace(self, scoring=scoring)
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The scorings that run: ``("generate", "likelihood")`` for ``both``."""
+        return ("generate", "likelihood") if self.scoring == "both" else (self.scoring,)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -160,16 +172,18 @@ def evaluate(
     model.eval()
     images, prompts = [s.image for s in samples], [prompt] * len(samples)
     try:
-        if config.scoring == "likelihood":
+        results = {}
+        if "likelihood" in config.parts:
             from harness.evaluation.likelihood import label_loglikelihoods, score_likelihoods
 
             scores, choices = label_loglikelihoods(
                 model, processor, images, prompts, classes, config.batch_size, on_batch
             )
-            result = score_likelihoods(samples, scores, choices, classes)
-        else:
+            results["likelihood"] = score_likelihoods(samples, scores, choices, classes)
+        if "generate" in config.parts:
             answers = generate_answers(model, processor, images, prompts, config, on_batch)
-            result = score(samples, answers, classes)
+            results["generate"] = score(samples, answers, classes)
+        result = combine_scorings(results)
     finally:
         if was_training:
             model.train()

@@ -123,7 +123,9 @@ def correction_note(an: Mapping[str, Any]) -> str:
     """One sentence on the correction of the p-values for the grid's comparisons with base."""
     method = an.get("correction", "none")
     family = sum(1 for item in an["configs"].values() if item.get("paired"))
-    if method == "none" or family == 0:
+    if family == 0:
+        return ""
+    if method == "none":
         return "p-values are not corrected for multiple comparisons."
     what = {
         "holm": "Holm's step-down correction (family-wise error rate)",
@@ -156,3 +158,49 @@ def fmt_train_seconds(row: Mapping[str, Any]) -> str:
     if row.get("trainer") == "base" or seconds is None:
         return "–"
     return f"{float(seconds):.1f}"
+
+
+# ---------------------------------------------------------------- --scoring both
+
+LIKELIHOOD_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("likelihood_macro_f1", "Likelihood Macro-F1"),
+    ("likelihood_accuracy", "Likelihood accuracy"),
+)
+KNOWLEDGE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("macro_f1", "Generated Macro-F1"),
+    ("accuracy", "Generated accuracy"),
+    ("invalid_rate", "Invalid"),
+    *LIKELIHOOD_COLUMNS,
+)
+KNOWLEDGE_HEADS: tuple[str, ...] = (
+    *(t for _, t in KNOWLEDGE_COLUMNS),
+    "ΔLikelihood Macro-F1 vs base",
+    "p",
+)
+KNOWLEDGE_NOTE = (
+    "Each row scored twice on the same images: its generated answers, parsed strictly (an "
+    "answer without a Class: line is invalid and wrong), and the label the model ranks first "
+    "by likelihood after the prompt (never invalid). A low generated score next to a high "
+    "likelihood score means the model knows the class but does not write the answer format."
+)
+
+
+def scored_both(rows: Rows) -> list[Mapping[str, Any]]:
+    """The rows scored both by generation and by likelihood (``--scoring both``), best first."""
+    return [r for r in ordered(rows) if "likelihood_macro_f1" in r["metrics"]]
+
+
+def knowledge_cells(
+    r: Mapping[str, Any], an: Mapping[str, Any], pm: str = " ± ", none: str = "–"
+) -> list[str]:
+    """One row of the format-vs-knowledge table: generated and likelihood-scored metrics with
+    CI half-widths, and the likelihood Macro-F1's paired test against base."""
+    cells = []
+    for m, _ in KNOWLEDGE_COLUMNS:
+        v, hw = cell(r, an, m)
+        text = none if v is None else f"{v:.3f}" + (f"{pm}{hw:.3f}" if hw is not None else "")
+        cells.append(text)
+    p = an["configs"][r["config_id"]]["paired"].get("likelihood_macro_f1")
+    if p is None:
+        return [*cells, none, none]
+    return [*cells, f"{p.estimate:+.3f} [{p.low:+.3f}, {p.high:+.3f}]", fmt_p_adjusted(p, an)]

@@ -10,14 +10,17 @@ from typing import Any
 
 from harness.evaluation import stats
 from harness.evaluation.hierarchical import METHOD as SEED_METHOD
-from harness.exports.common import Rows, coverage, titled
+from harness.exports.common import LIKELIHOOD_COLUMNS, Rows, coverage, scored_both, titled
 
 
 def results_csv(rows: Rows, analysis: Mapping[str, Any]) -> str:
     heads = ["config_id", "trainer", "augmenter", "synthesizer", "seed", "n_test"]
-    for m, _ in titled(analysis):
+    extra = LIKELIHOOD_COLUMNS if scored_both(rows) else ()  # --scoring both
+    columns = [*titled(analysis), *extra]
+    compared = [*stats.HEADLINE, *(m for m, _ in extra)]
+    for m, _ in columns:
         heads += [m, f"{m}_ci_low", f"{m}_ci_high"]
-    for m in stats.HEADLINE:
+    for m in compared:
         heads += [f"delta_{m}_vs_base", f"delta_{m}_ci_low", f"delta_{m}_ci_high", f"p_{m}"]
         heads.append(f"p_{m}_adjusted")
     heads += ["mcnemar_p", "mcnemar_p_adjusted", "p_correction"]
@@ -35,10 +38,10 @@ def results_csv(rows: Rows, analysis: Mapping[str, Any]) -> str:
             r.get("seed"),
             r.get("n_test"),
         ]
-        for m, _ in titled(analysis):
+        for m, _ in columns:
             ci = item["ci"].get(m)
             vals += [r["metrics"].get(m), ci.low if ci else "", ci.high if ci else ""]
-        for m in stats.HEADLINE:
+        for m in compared:
             p = item["paired"].get(m)
             vals += [p.estimate, p.low, p.high, p.p_value, _blank(p.p_adjusted)] if p else [""] * 5
         mc = item["mcnemar"]

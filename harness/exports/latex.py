@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness.exports.common import (
+    KNOWLEDGE_HEADS,
+    KNOWLEDGE_NOTE,
     Rows,
     baseline_cells,
     best,
@@ -14,7 +16,9 @@ from harness.exports.common import (
     coverage_note,
     coverage_suffix,
     fmt_p_adjusted,
+    knowledge_cells,
     ordered,
+    scored_both,
     seed_cells,
     titled,
 )
@@ -58,9 +62,9 @@ def leaderboard_latex(
         f"the 95\\% percentile bootstrap CI ({analysis['n_resamples']} resamples); best per "
         "column in bold. $\\Delta$F1 and $p$: paired bootstrap against base on the same images; "
         "$p_{\\mathrm{McN}}$: McNemar's test on accuracy. "
-        + tex_escape(correction_note(analysis))
-        + " "
-        + coverage_note(rows, analysis)
+        + " ".join(
+            x for x in (tex_escape(correction_note(analysis)), coverage_note(rows, analysis)) if x
+        )
         + "}",
         "\\label{tab:cxr-leaderboard}",
         "\\begin{tabular}{l" + "r" * (len(titled(analysis)) + 3) + "}",
@@ -95,6 +99,7 @@ def leaderboard_latex(
         cells = baseline_cells(analysis, {"rouge_l": oracle["rouge_l"]}, none="--") + ["--"] * 3
         lines.append("\\textit{same-class reference} & " + " & ".join(cells) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
+    lines += _knowledge_latex(rows, analysis)
     if analysis["seeds"]:
         lines += [
             "",
@@ -119,6 +124,30 @@ def leaderboard_latex(
             )
         lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
     return "\n".join(lines) + "\n"
+
+
+def _knowledge_latex(rows: Rows, analysis: Mapping[str, Any]) -> list[str]:
+    both = scored_both(rows)
+    if not both:
+        return []
+    heads = " & ".join(tex_escape(h) for h in KNOWLEDGE_HEADS[:-2])
+    lines = [
+        "",
+        "\\begin{table}[t]",
+        "\\centering",
+        "\\small",
+        f"\\caption{{Format vs knowledge. {tex_escape(KNOWLEDGE_NOTE)}}}",
+        "\\label{tab:cxr-format-knowledge}",
+        "\\begin{tabular}{l" + "r" * len(KNOWLEDGE_HEADS) + "}",
+        "\\toprule",
+        f"Configuration & {heads} & $\\Delta$ likelihood F1 & $p$ \\\\",
+        "\\midrule",
+    ]
+    for r in both:
+        cells = knowledge_cells(r, analysis, pm=" $\\pm$ ", none="--")
+        cells[-1] = cells[-1].replace("<", "$<$")
+        lines.append(f"\\texttt{{{tex_escape(r['config_id'])}}} & " + " & ".join(cells) + " \\\\")
+    return [*lines, "\\bottomrule", "\\end{tabular}", "\\end{table}"]
 
 
 def latex_document(fragment: str) -> str:

@@ -10,6 +10,8 @@ from typing import Any
 from harness.evaluation import stats
 from harness.evaluation.analysis import analyse
 from harness.exports.common import (
+    KNOWLEDGE_HEADS,
+    KNOWLEDGE_NOTE,
     SMALL_CLASS,
     Rows,
     baseline_cells,
@@ -22,7 +24,9 @@ from harness.exports.common import (
     fmt_p_adjusted,
     fmt_params,
     fmt_train_seconds,
+    knowledge_cells,
     ordered,
+    scored_both,
     seed_cells,
     titled,
 )
@@ -57,7 +61,7 @@ def leaderboard_markdown(
         f"Values are estimate ± half-width of the 95% percentile bootstrap CI "
         f"({an['n_resamples']} resamples, seed {an['seed']}); best per column in bold. "
         "Δ and p compare with base on the same test images (paired bootstrap; McNemar for "
-        "accuracy). " + correction_note(an) + " " + coverage_note(rows, an),
+        "accuracy). " + " ".join(x for x in (correction_note(an), coverage_note(rows, an)) if x),
         "",
         "| Configuration | " + " | ".join(t for _, t in titled(an)) + " | ΔMacro-F1 vs base | p "
         "| McNemar p | Trainable | Train s |",
@@ -92,7 +96,7 @@ def leaderboard_markdown(
     if oracle and any("rouge_l" in r["metrics"] for r in rows):
         cells = baseline_cells(an, {"rouge_l": oracle["rouge_l"]}) + ["–"] * 5
         lines.append("| *same-class reference (ROUGE-L oracle)* | " + " | ".join(cells) + " |")
-    lines += _paired_md(rows, an) + _seeds_md(an)
+    lines += _paired_md(rows, an) + _knowledge_md(rows, an) + _seeds_md(an)
     lines += ["", "## Caveats", ""] + [f"- {c}" for c in caveats(rows, provenance, an, baselines)]
     lines += ["", "## Provenance", ""] + [
         f"- {k}: {v}" for k, v in provenance_block(rows, provenance)
@@ -129,6 +133,24 @@ def _paired_md(rows: Rows, an: Mapping[str, Any]) -> list[str]:
         n = item["paired"]["macro_f1"].n
         cells += [f"{mc.b}/{mc.c}", f"{fmt_p_adjusted(mc, an)}, {mc.method}"]
         out.append(f"| {r['config_id']} | {n} | " + " | ".join(cells) + " |")
+    return out
+
+
+def _knowledge_md(rows: Rows, an: Mapping[str, Any]) -> list[str]:
+    both = scored_both(rows)
+    if not both:
+        return []
+    out = [
+        "",
+        "## Format vs knowledge: generated and likelihood-scored",
+        "",
+        KNOWLEDGE_NOTE,
+        "",
+        "| Configuration | " + " | ".join(KNOWLEDGE_HEADS) + " |",
+        "|---|" + "---:|" * len(KNOWLEDGE_HEADS),
+    ]
+    for r in both:
+        out.append(f"| {r['config_id']} | " + " | ".join(knowledge_cells(r, an)) + " |")
     return out
 
 
@@ -255,7 +277,7 @@ def meaning_caveats(rows: Rows, an: Mapping[str, Any], baselines: Mapping[str, A
         out.append(
             f"The base row answered in the expected format for only {1 - invalid:.0%} of the "
             f"test images ({invalid:.0%} invalid): a Δ or p against base measures learning the "
-            "answer format, not reading the image."
+            "answer format, not reading the image." + _knowledge_hint(base)
         )
     maj = baselines.get("majority") or {}
     if "macro_f1" in maj:
@@ -281,6 +303,13 @@ def meaning_caveats(rows: Rows, an: Mapping[str, Any], baselines: Mapping[str, A
             f"({'; '.join(partial)})."
         )
     return out
+
+
+def _knowledge_hint(base: Mapping[str, Any]) -> str:
+    ll = base["metrics"].get("likelihood_macro_f1")
+    if ll is None:
+        return " Run with --scoring both to score its classification by likelihood as well."
+    return f" Scored by likelihood, which needs no answer format, its Macro-F1 is {float(ll):.3f}."
 
 
 def provenance_block(rows: Rows, provenance: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS predictions (
     rouge_l REAL,
     answer TEXT,
     scores TEXT,
+    likelihood_prediction TEXT,
     PRIMARY KEY (config_key, idx)
 );
 CREATE TABLE IF NOT EXISTS prediction_cache (
@@ -67,6 +68,19 @@ CREATE TABLE IF NOT EXISTS prediction_cache (
 """
 
 _PRED_FIELDS = ("id", "label", "prediction", "valid", "invalid_reason", "rouge_l", "answer")
+_PRED_COLUMNS = (
+    "config_key",
+    "idx",
+    "sample_id",
+    "label",
+    "prediction",
+    "valid",
+    "invalid_reason",
+    "rouge_l",
+    "answer",
+    "scores",
+    "likelihood_prediction",
+)
 
 
 def _hash(obj: Any) -> str:
@@ -132,6 +146,8 @@ class ResultsStore:
             columns = {r[1] for r in conn.execute("PRAGMA table_info(predictions)")}
             if "scores" not in columns:  # stores written before likelihood scoring existed
                 conn.execute("ALTER TABLE predictions ADD COLUMN scores TEXT")
+            if "likelihood_prediction" not in columns:  # ... and before --scoring both
+                conn.execute("ALTER TABLE predictions ADD COLUMN likelihood_prediction TEXT")
             conn.execute(
                 "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
@@ -218,6 +234,7 @@ class ResultsStore:
                 p.get("rouge_l"),
                 p.get("answer"),
                 _dumps(p["scores"]) if p.get("scores") is not None else None,
+                p.get("likelihood_prediction"),
             )
             for i, p in enumerate(row.get("predictions", []))
         ]
@@ -241,7 +258,12 @@ class ResultsStore:
                 "INSERT INTO metrics VALUES (?, ?, ?)",
                 [(key, k, v) for k, v in (row.get("metrics") or {}).items()],
             )
-            cur.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", preds)
+            # columns by name: an upgraded store has its added columns in the order it got them
+            cur.executemany(
+                f"INSERT INTO predictions ({', '.join(_PRED_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(_PRED_COLUMNS))})",
+                preds,
+            )
         return key
 
     def load_rows(self, with_predictions: bool = True) -> list[dict[str, Any]]:
@@ -255,13 +277,15 @@ class ResultsStore:
         by_key: dict[str, list[dict[str, Any]]] = {r["config_key"]: [] for r in rows}
         cur = self._conn.execute(
             "SELECT config_key, sample_id, label, prediction, valid, invalid_reason, rouge_l, "
-            "answer, scores FROM predictions ORDER BY config_key, idx"
+            "answer, scores, likelihood_prediction FROM predictions ORDER BY config_key, idx"
         )
-        for key, *vals, scores in cur:
+        for key, *vals, scores, by_likelihood in cur:
             vals[3] = bool(vals[3])
             pred = dict(zip(_PRED_FIELDS, vals, strict=True))
             if scores is not None:  # likelihood scoring: every label's log-likelihood
                 pred["scores"] = json.loads(scores)
+            if by_likelihood is not None:  # --scoring both: the likelihood-scored label too
+                pred["likelihood_prediction"] = by_likelihood
             by_key[key].append(pred)
         for r in rows:
             r["predictions"] = by_key[r["config_key"]]
