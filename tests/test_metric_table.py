@@ -262,3 +262,10 @@ def test_bench_with_text_metrics_on_the_tiny_model_and_report_print_one_table(tm
     assert [c["name"] for c in doc["provenance"]["metrics"]] == ["bleu4", "cider", "rouge_l"]
     assert "BLEU-4 & CIDEr-D & ROUGE-L" in (out / "leaderboard.tex").read_text()
     assert "bleu4_ci_low" in (out / "results.csv").read_text().splitlines()[0]
+
+
+def test_eval_takes_metric_too_and_refuses_an_unknown_one(tmp_path):
+    out = tmp_path / "never"
+    res = CliRunner().invoke(main, ["eval", "--metric", "bleu9", "--out", str(out)])
+    assert res.exit_code == 2 and "Unknown metric 'bleu9'" in res.output, res.output
+    assert not out.exists()

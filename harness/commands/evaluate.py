@@ -26,6 +26,12 @@ from harness.core.errors import HarnessError
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=None)
 @eval_options
 @click.option(
+    "--metric",
+    "metrics",
+    multiple=True,
+    help="Leaderboard metric plugin, as for `harness bench` (repeatable or comma-separated).",
+)
+@click.option(
     "--threads",
     type=click.IntRange(min=1),
     default=None,
@@ -53,6 +59,7 @@ def evaluate_cmd(
     max_new_tokens,
     scoring,
     decoding,
+    metrics,
     threads,
     out,
     merge_parity,
@@ -69,6 +76,7 @@ def evaluate_cmd(
     from harness.model.loading import ModelSpec
     from harness.plan import make_plan
     from harness.plugins import make_registry
+    from harness.results.columns import DEFAULT_METRICS
     from harness.runner import default_out_dir, run_bench
     from harness.spec import BenchSpec
 
@@ -96,6 +104,7 @@ def evaluate_cmd(
             max_new_tokens=max_new_tokens or generation.get("max_new_tokens"),
             scoring=scoring,
             decoding=decoding,
+            metrics=tuple(m for v in metrics for m in v.split(",") if m) or DEFAULT_METRICS,
         )
         registry = make_registry()
         plan = make_plan(spec, registry)

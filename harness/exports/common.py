@@ -102,7 +102,8 @@ def coverage_note(rows: Rows, an: Mapping[str, Any]) -> str:
         return ""
     names = ", ".join(c.title for c in refs if any(c.name in r["metrics"] for r in rows))
     spans = ", ".join(f"{n} of {total}" for n, total in parts)
-    return f"{names} use the test images with a reference report only ({spans})."
+    verb = "uses" if "," not in names else "use"
+    return f"{names} {verb} the test images with a reference report only ({spans})."
 
 
 def fmt_p_adjusted(result: Any, an: Mapping[str, Any], math: bool = False, sep: str = " ") -> str:
