@@ -269,3 +269,26 @@ def test_eval_takes_metric_too_and_refuses_an_unknown_one(tmp_path):
     res = CliRunner().invoke(main, ["eval", "--metric", "bleu9", "--out", str(out)])
     assert res.exit_code == 2 and "Unknown metric 'bleu9'" in res.output, res.output
     assert not out.exists()
+
+
+def test_seed_table_carries_plugin_metrics_with_the_seed_and_image_bootstrap(registry, tmp_path):
+    metrics = resolve_metrics(BenchSpec(metrics=("macro_f1", "bleu4")), registry)
+    rng = np.random.default_rng(5)
+    samples = _samples(40, rng)
+    rows = [_row("base", "base", samples, 0.2, rng, metrics)] + [
+        _row(f"lora+none+template@s{s}", "lora", samples, 0.7, rng, metrics) for s in (1, 2, 3)
+    ]
+    prov = {
+        "benchmark": {"name": "toy", "fingerprint": "f" * 16, "classes": CLASSES},
+        "metrics": [m.column().as_dict() for m in metrics],
+    }
+    an = analyse(rows, prov, n_resamples=200)
+    summ = an["seeds"]["lora+none+template"]
+    values = [r["metrics"]["bleu4"] for r in rows[1:]]
+    assert summ["bleu4"].n == 3 and summ["bleu4"].mean == pytest.approx(np.mean(values))
+    ci = an["seeds_ci"]["lora+none+template"]["bleu4"]
+    assert ci.low < np.mean(values) < ci.high
+    write_all(tmp_path, rows, prov, {}, analysis=an, plots=False)
+    md = (tmp_path / "leaderboard.md").read_text()
+    seeds_line = next(line for line in md.splitlines() if line.startswith("| lora+none+template |"))
+    assert f"{np.mean(values):.3f} ± " in seeds_line

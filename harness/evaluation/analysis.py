@@ -136,6 +136,7 @@ def analyse(
         for r in rows
     }
     paired = list(dict.fromkeys([*HEADLINE, *(c.name for c in columns if c.paired)]))
+    seed_metrics = list(dict.fromkeys([*HEADLINE, "invalid_rate", *(c.name for c in columns)]))
     base = next((r["config_id"] for r in rows if r.get("trainer") == "base"), None)
     enc_ll = {r["config_id"]: likelihood_encoded(r, classes) for r in rows}
     weights: dict[int, np.ndarray] = {}
@@ -167,7 +168,9 @@ def analyse(
     correct_family(per, correction, paired)
     trained = [r for r in rows if r.get("trainer") != "base"]
     seeds = {
-        k: v for k, v in aggregate_seeds(trained).items() if v and next(iter(v.values())).n > 1
+        k: v
+        for k, v in aggregate_seeds(trained, seed_metrics).items()
+        if v and next(iter(v.values())).n > 1
     }
     seeds_ci = {}
     for rid, summ in seeds.items():
