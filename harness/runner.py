@@ -25,7 +25,7 @@ from harness.evaluation.generate import (
     score,
 )
 from harness.evaluation.likelihood import label_loglikelihoods, score_likelihoods
-from harness.evaluation.metrics import majority_baseline
+from harness.evaluation.metrics import majority_baseline, same_class_reference
 from harness.evaluation.result import combine_scorings
 from harness.evaluation.scoring import score_plugins
 from harness.experiment import experiment_toml
@@ -239,28 +239,6 @@ def _check_resumable(store: ResultsStore, keys: Any, out: Path) -> None:
                 f"--resume: {name!r} finished earlier in {out} with other settings (options, "
                 "model, benchmark or generation changed); start a new --out to compare them"
             )
-
-
-def same_class_reference(bench: Benchmark, seed: int = 0) -> dict[str, Any]:
-    """ROUGE-L of a random same-class train reference against each test reference.
-
-    It reads no image: what a model scores at or below this is style-matching, not reading.
-    """
-    import numpy as np
-
-    from harness.evaluation.metrics import rouge_l
-
-    by_class: dict[str, list[str]] = {}
-    for s in bench.train:
-        if s.report:
-            by_class.setdefault(s.label, []).append(s.report)
-    rng = np.random.default_rng(seed)
-    scores = [
-        rouge_l(by_class[s.label][int(rng.integers(len(by_class[s.label])))], s.report)
-        for s in bench.test
-        if by_class.get(s.label) and s.report
-    ]
-    return {"rouge_l": float(np.mean(scores)) if scores else 0.0, "n": len(scores)}
 
 
 def audit_summary(train_set: list) -> dict[str, Any]:

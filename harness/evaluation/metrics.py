@@ -6,9 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.metrics import confusion_matrix, f1_score
+
+if TYPE_CHECKING:
+    from harness.data.benchmark import Benchmark
 
 INVALID = "invalid"
 
@@ -62,3 +66,21 @@ def majority_baseline(
     values, counts = np.unique(np.asarray(train_labels), return_counts=True)
     majority = str(values[int(np.argmax(counts))])
     return classification_metrics(y_true, [majority] * len(y_true), classes)
+
+
+def same_class_reference(bench: Benchmark, seed: int = 0) -> dict[str, Any]:
+    """ROUGE-L of a random same-class train reference against each test reference.
+
+    It reads no image: what a model scores at or below this is style-matching, not reading.
+    """
+    by_class: dict[str, list[str]] = {}
+    for s in bench.train:
+        if s.report:
+            by_class.setdefault(s.label, []).append(s.report)
+    rng = np.random.default_rng(seed)
+    scores = [
+        rouge_l(by_class[s.label][int(rng.integers(len(by_class[s.label])))], s.report)
+        for s in bench.test
+        if by_class.get(s.label) and s.report
+    ]
+    return {"rouge_l": float(np.mean(scores)) if scores else 0.0, "n": len(scores)}
