@@ -22,7 +22,7 @@ from harness.core.errors import OptionError
 if TYPE_CHECKING:
     from harness.plan import Plan
 
-KINDS = ("trainer", "augmenter", "synthesizer")
+KINDS = ("trainer", "augmenter", "synthesizer", "metric")
 UNSET = "_unset"
 # Top-level keys: name in the file -> BenchSpec/ModelSpec field (and the bench CLI parameter).
 TOP = {

@@ -77,7 +77,11 @@ def resolve_metrics(spec: BenchSpec, registry: Registry) -> tuple[Metric, ...]:
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise OptionError(f"--metric {', '.join(dup)}: chosen more than once")
-    metrics = tuple(registry.create("metric", n) for n in names)
+    given = spec.component_options.get("metric", {})
+    stray = sorted(set(given) - set(names))
+    if stray:
+        raise OptionError(f"options for metric {', '.join(stray)}: not chosen with --metric")
+    metrics = tuple(registry.create("metric", n, given.get(n)) for n in names)
     for m in metrics:
         m.preflight()
     return metrics
@@ -215,6 +219,8 @@ def check_declared_options(spec: BenchSpec, registry: Registry) -> None:
         "synthesizer": {c.synthesizer for c in configs if c.trains},
     }
     for kind, tables in spec.component_options.items():
+        if kind == "metric":  # checked against --metric in resolve_metrics
+            continue
         stray = sorted(set(tables) - names.get(kind, set()))
         if stray:
             raise OptionError(

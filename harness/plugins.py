@@ -35,6 +35,7 @@ DEFAULT_PLUGINS: dict[str, str] = {
     "metrics_sacrebleu": "cxr_harness_plugins.metrics.sacrebleu_metrics",
     "metrics_coco": "cxr_harness_plugins.metrics.coco",
     "metrics_findings": "cxr_harness_plugins.metrics.findings",
+    "metrics_bertscore": "cxr_harness_plugins.metrics.bertscore",
 }
 
 
