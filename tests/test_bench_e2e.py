@@ -350,7 +350,7 @@ def test_progress_lines_name_the_configuration():
     from rich.console import Console
     from rich.progress import Progress
 
-    from harness.cli import RichProgress
+    from harness.commands.progress import RichProgress
 
     console = Console(record=True, width=200, force_terminal=False)
     with Progress(console=console) as progress:
