@@ -11,9 +11,16 @@ import click
 from rich.table import Table
 
 from harness.benchmarks import DEFAULT_BENCHMARK
-from harness.commands import console, err_console, eval_options, fail, set_torch_threads
+from harness.commands import (
+    console,
+    err_console,
+    eval_options,
+    executor_options,
+    fail,
+    set_torch_threads,
+)
 from harness.commands.progress import progress_sink
-from harness.core.errors import HarnessError
+from harness.core.errors import ExecutionError, HarnessError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -147,6 +154,7 @@ def _split_csv(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option(
     "--dry-run", is_flag=True, help="Print the resolved plan (and what is cached) and exit."
 )
+@executor_options
 @click.pass_context
 def bench(
     ctx,
@@ -174,8 +182,13 @@ def bench(
     threads,
     config_file,
     dry_run,
+    executor,
+    workers,
+    address,
+    gpus_per_config,
 ) -> None:
     """Run the base and fine-tuned models on a fixed held-out benchmark and rank them."""
+    from harness.execution import check_executor
     from harness.model.loading import ModelSpec
     from harness.plan import make_plan
     from harness.plugins import make_registry
@@ -205,6 +218,10 @@ def bench(
         "aug_copies": aug_copies,
         "balance": balance,
         "include_base": not no_base,
+        "executor": executor,
+        "workers": workers,
+        "address": address,
+        "gpus_per_config": gpus_per_config,
     }
     try:
         set_torch_threads(threads)
@@ -240,9 +257,14 @@ def bench(
             include_base=given["include_base"],
             resume=resume,
             balance=given["balance"],
+            executor=given["executor"],
+            workers=given["workers"],
+            address=given["address"],
+            gpus_per_config=given["gpus_per_config"],
         )
         registry = make_registry()
         plan = make_plan(spec, registry)
+        check_executor(spec)
         if dry_run:
             from harness.commands.plan import print_plan
 
@@ -250,6 +272,11 @@ def bench(
             return
         with progress_sink(console) as progress:
             result = run_bench(spec, registry, progress, plan)
+    except ExecutionError as exc:  # not bad input: some configurations failed, the rest saved
+        from rich.markup import escape
+
+        err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
+        sys.exit(1)
     except HarnessError as exc:
         fail(exc)
     except KeyboardInterrupt:
@@ -291,6 +318,10 @@ _FILE_KEYS = {
     "aug_copies": "aug_copies",
     "balance": "balance",
     "no_base": "include_base",
+    "executor": "executor",
+    "workers": "workers",
+    "address": "address",
+    "gpus_per_config": "gpus_per_config",
 }
 
 

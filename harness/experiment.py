@@ -39,6 +39,11 @@ TOP = {
     "aug_copies": "aug_copies",
     "balance": "balance",
     "include_base": "include_base",
+    # where the configurations run (harness.execution); results do not depend on it
+    "executor": "executor",
+    "workers": "workers",
+    "address": "address",
+    "gpus_per_config": "gpus_per_config",
 }
 EVALUATION = ("scoring", "decoding", "eval_batch_size", "max_new_tokens")
 
@@ -72,6 +77,10 @@ def experiment_toml(plan: Plan) -> str:
         doc["revision"] = spec.model.revision
     if spec.balance is not None:
         doc["balance"] = spec.balance
+    doc["executor"] = spec.executor
+    for key in ("workers", "address", "gpus_per_config"):
+        if getattr(spec, key) is not None:
+            doc[key] = getattr(spec, key)
     gen = plan.generation
     doc["evaluation"] = {
         "scoring": gen.scoring,

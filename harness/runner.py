@@ -2,39 +2,36 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
-
-import numpy as np
+from typing import Any
 
 from harness.benchmarks import load_benchmark
-from harness.components import Metric, TrainContext
 from harness.core.atomic import write_text_atomic
-from harness.core.errors import OptionError
-from harness.data.benchmark import Benchmark
-from harness.evaluation.generate import (
-    GenerationConfig,
-    evaluate,
-    generate_answers,
-    score,
-)
-from harness.evaluation.likelihood import label_loglikelihoods, score_likelihoods
+from harness.core.errors import ExecutionError, OptionError
 from harness.evaluation.metrics import majority_baseline, same_class_reference
-from harness.evaluation.result import combine_scorings
-from harness.evaluation.scoring import score_plugins
+from harness.execution import (
+    ConfigJob,
+    ConfigOutcome,
+    WorkerEvent,
+    check_executor,
+    run_parallel,
+)
+from harness.execution.configuration import (
+    NullProgress,
+    ProgressSink,
+    Task,
+    run_configuration,
+)
+from harness.execution.local import evaluate_sharded, visible_gpus, worker_devices
+from harness.execution.progress import GridView
 from harness.experiment import experiment_toml
 from harness.exports import write_all
 from harness.exports.html_images import benchmark_source, thumbnails
-from harness.model.adapters import update_card
-from harness.model.decoding import warm_up
-from harness.model.gpu_eval import eval_fast_paths, evaluation_model
-from harness.model.loading import ModelSpec, model_hash, weights_hash
+from harness.model.loading import ModelSpec, model_hash
 from harness.model.prompts import eval_prompt, text_hash
 from harness.plan import (
     Plan,
@@ -45,45 +42,9 @@ from harness.plan import (
 )
 from harness.registry import Registry
 from harness.results.events import EVENTS, EventLog, LoggedProgress, where_stopped
-from harness.results.provenance import chat_template_of, git_commit, hardware, package_versions
-from harness.results.store import STORE_NAME, ResultsStore, prediction_cache_key
+from harness.results.provenance import git_commit, hardware, package_versions
+from harness.results.store import STORE_NAME, ResultsStore
 from harness.spec import BenchSpec
-from harness.training.balance import balance, parse_policy
-from harness.training.trainset import attach_texts, augment
-
-
-class Task(Protocol):
-    def advance(self, n: int = 1) -> None: ...
-    def update(
-        self, completed: int, total: int | None = None, loss: float | None = None
-    ) -> None: ...
-    def finish(self) -> None: ...
-
-
-class ProgressSink(Protocol):
-    """Where the runner reports progress; the CLI renders it with Rich."""
-
-    def start(self, description: str, total: int) -> Task: ...
-    def note(self, message: str) -> None: ...
-
-
-class _NullTask:
-    def advance(self, n: int = 1) -> None:
-        pass
-
-    def update(self, completed: int, total: int | None = None, loss: float | None = None) -> None:
-        pass
-
-    def finish(self) -> None:
-        pass
-
-
-class NullProgress:
-    def start(self, description: str, total: int) -> Task:
-        return _NullTask()
-
-    def note(self, message: str) -> None:
-        pass
 
 
 @dataclass
@@ -105,28 +66,6 @@ def default_out_dir(root: Path = Path("reports")) -> Path:
             return path
 
 
-def _predict(
-    trained: Any, bench: Benchmark, prompt: str, gen: GenerationConfig, on_batch: Any
-) -> list[str]:
-    """Generated answers, or (likelihood scoring) each image's label log-likelihoods as JSON."""
-    images, prompts = [s.image for s in bench.test], [prompt] * len(bench.test)
-    if gen.scoring == "likelihood":
-        table, choices = label_loglikelihoods(
-            trained.model,
-            trained.processor,
-            images,
-            prompts,
-            bench.classes,
-            gen.batch_size,
-            on_batch,
-        )
-        return [
-            json.dumps({"choice": int(c), "scores": [round(float(v), 6) for v in row]})
-            for row, c in zip(table, choices, strict=True)
-        ]
-    return generate_answers(trained.model, trained.processor, images, prompts, gen, on_batch)
-
-
 def run_bench(
     spec: BenchSpec,
     registry: Registry,
@@ -137,6 +76,7 @@ def run_bench(
     once, before any work."""
     progress = progress or NullProgress()
     plan = plan or make_plan(spec, registry)
+    check_executor(spec)
     out = spec.out or default_out_dir()
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
@@ -207,26 +147,95 @@ def _execute(
         _check_resumable(store, keys.values(), out)
         run_id = store.save_run(result.provenance, result.baselines)
         write_text_atomic(out / "experiment.toml", experiment_toml(plan))
-        for planned in plan.configs:
+        order = {keys[p.config]: i for i, p in enumerate(plan.configs)}
+        jobs: list[ConfigJob] = []
+        for i, planned in enumerate(plan.configs):
             key = keys[planned.config]
             if spec.resume and store.has_config(key):
                 progress.note(f"[{planned.config.id}] finished earlier: skipped (--resume)")
                 continue
-            row = run_configuration(
-                spec, planned, bench, prompt, gen, out, progress, store, base_hash, plan.metrics
-            )
+            jobs.append(ConfigJob(i, planned.config.id, key))
+
+        def save(row: dict[str, Any], key: str) -> None:
             row["config_key"] = key
             store.save_config_result(row, run_id)  # one transaction: all of the row or none
-            result.rows = store.load_rows()
+            result.rows = _in_plan_order(store.load_rows(), order)
             write_all(
                 out, result.rows, result.provenance, result.baselines, plots=False, images=thumbs
             )
-        result.rows = store.load_rows()
+
+        failed: list[ConfigOutcome] = []
+        if spec.executor == "serial":
+            for job in jobs:
+                planned = plan.configs[job.index]
+                row = run_configuration(
+                    spec, planned, bench, prompt, gen, out, progress, store, base_hash, plan.metrics
+                )
+                save(row, job.key)
+        else:
+            view = GridView(len(jobs))
+            progress.note(f"{spec.executor} executor: {len(jobs)} configurations")
+
+            def on_event(e: WorkerEvent) -> None:
+                events.record(
+                    "worker_stage", worker=e.worker, config=e.config_id, stage=e.stage, **e.extra
+                )
+                progress.note(view.event(e))
+
+            sharded: set[int] = set()
+            for job in [j for j in jobs if _shardable(spec, plan.configs[j.index])]:
+                # data-parallel evaluation: every worker answers a slice of the test split,
+                # then the driver scores the merged answers (read back from the cache)
+                key, answers = evaluate_sharded(spec, out, job.config_id, len(bench.test), on_event)
+                store.put_cached_predictions(key, answers, [s.id for s in bench.test])
+                planned = plan.configs[job.index]
+                args = (bench, prompt, gen, out, progress, store, base_hash, plan.metrics)
+                save(run_configuration(spec, planned, *args), job.key)
+                progress.note(view.finished("driver", True))
+                sharded.add(job.index)
+            grid = [j for j in jobs if j.index not in sharded]
+            for outcome in run_parallel(spec, out, grid, on_event):
+                events.record(
+                    "config_finished" if outcome.ok else "config_failed",
+                    config=outcome.job.config_id,
+                    worker=outcome.worker,
+                    gpus=list(outcome.gpus),
+                    error=outcome.error,
+                )
+                if outcome.ok and outcome.row is not None:
+                    for c in outcome.cache:
+                        store.put_cached_predictions(c.key, c.answers, c.sample_ids)
+                    save(outcome.row, outcome.job.key)
+                else:
+                    failed.append(outcome)
+                    error = (outcome.error or "").splitlines()[0]
+                    progress.note(f"[{outcome.job.config_id}] failed: {error}")
+                progress.note(view.finished(outcome.worker, outcome.ok))
+        result.rows = _in_plan_order(store.load_rows(), order)
     task = progress.start("render reports", 1)
     write_all(out, result.rows, result.provenance, result.baselines, images=thumbs)
     task.finish()
+    if failed:
+        events.record("run_failed", failed=[o.job.config_id for o in failed])
+        names = ", ".join(o.job.config_id for o in failed)
+        raise ExecutionError(
+            f"{len(failed)} of {len(jobs)} configurations failed ({names}); the others are "
+            f"saved in {out}: rerun with --out {out} --resume to run only the failed ones"
+        )
     events.record("run_finished")
     return result
+
+
+def _shardable(spec: BenchSpec, planned: PlannedConfig) -> bool:
+    """A configuration that only loads a model is evaluated data-parallel by local workers."""
+    if spec.executor != "local" or planned.config.trains or spec.scoring == "both":
+        return False
+    return len(worker_devices(spec.workers, visible_gpus())) > 1
+
+
+def _in_plan_order(rows: list[dict[str, Any]], order: dict[str, int]) -> list[dict[str, Any]]:
+    """Rows as the plan lists them, whichever worker finished first."""
+    return sorted(rows, key=lambda r: order.get(r["config_key"], len(order)))
 
 
 def _check_resumable(store: ResultsStore, keys: Any, out: Path) -> None:
@@ -241,156 +250,12 @@ def _check_resumable(store: ResultsStore, keys: Any, out: Path) -> None:
             )
 
 
-def audit_summary(train_set: list) -> dict[str, Any]:
-    """Audit the training texts: overall uniqueness and cross-class keyword share."""
-    from harness.text.audit import audit_texts
-
-    texts: dict[str, list[str]] = {}
-    for s in train_set:
-        texts.setdefault(s.label, []).append(s.report)
-    audit = audit_texts(texts)
-    return {"per_class": audit}
-
-
-def run_configuration(
-    spec: BenchSpec,
-    planned: PlannedConfig,
-    bench: Benchmark,
-    prompt: str,
-    gen: GenerationConfig,
-    out: Path,
-    progress: ProgressSink,
-    store: ResultsStore,
-    base_hash: str,
-    metrics: Sequence[Metric] = (),
-) -> dict[str, Any]:
-    comps, config = planned.components, planned.config
-    trainer = comps["trainer"]
-    train_set = []
-    synth_audit: dict[str, Any] = {}
-    balance_info: dict[str, Any] | None = None
-    if config.trains:
-        task = progress.start(f"[{config.id}] build train set", 2)
-        train_set = attach_texts(bench.train, comps["synthesizer"], config.seed, prompt)
-        synth_audit = audit_summary(train_set)
-        task.advance()
-        if spec.balance is not None:
-            train_set, counts = balance(
-                train_set, parse_policy(spec.balance), comps["augmenter"], config.seed
-            )
-            balance_info = {"policy": spec.balance, "counts": counts}
-        else:
-            train_set = augment(train_set, comps["augmenter"], spec.aug_copies, config.seed)
-        task.advance()
-        task.finish()
-    stage = "train" if config.trains else "load model"
-    train_task = progress.start(f"[{config.id}] {stage}", 1)
-    workdir = out / "runs" / config.id.replace("@", "_").replace("+", "_")
-    workdir.mkdir(parents=True, exist_ok=True)
-    val_set = [s.with_(prompt=prompt) for s in bench.val]
-    context = TrainContext(
-        classes=bench.classes,
-        prompt=prompt,
-        evaluate=lambda model, processor, samples: evaluate(
-            model, processor, samples, prompt, bench.classes, gen
-        ),
-        progress=lambda step, total, loss=None: train_task.update(step, total, loss),
-    )
-    trained = trainer.train(spec.model, train_set, val_set, workdir, context)
-    train_task.finish()
-    template = chat_template_of(trained.processor)
-    adapter_hash = weights_hash(trained.adapter_dir) if trained.adapter_dir else ""
-    ids = [s.id for s in bench.test]
-    t0 = time.perf_counter()
-    results, keys = {}, {}
-    merged = False
-    for scoring in gen.parts:  # both: a cache entry per half, shared with one-scoring runs
-        part = gen.part(scoring)
-        keys[scoring] = cache_key = prediction_cache_key(
-            base_hash,
-            adapter_hash,
-            bench.fingerprint,
-            text_hash(prompt),
-            text_hash(template),
-            part.as_dict(),
-        )
-        title = f"[{config.id}] evaluate" + (f" ({scoring})" if len(gen.parts) > 1 else "")
-        answers = store.get_cached_predictions(cache_key, ids)
-        if answers is None:
-            with evaluation_model(trained.model, part) as merged_now:
-                merged = merged or merged_now
-                if part.scoring == "generate" and part.decoding == "compiled":
-                    warm = progress.start(f"[{config.id}] compile warm-up", 1)
-                    warm_up(
-                        trained.model,
-                        trained.processor,
-                        bench.test[0].image,
-                        prompt,
-                        part,
-                        len(bench.test),
-                    )
-                    warm.finish()
-                eval_task = progress.start(title, len(bench.test))
-                answers = _predict(trained, bench, prompt, part, eval_task.advance)
-            store.put_cached_predictions(cache_key, answers, ids)
-        else:
-            eval_task = progress.start(title, len(bench.test))
-            progress.note(f"[{config.id}] {scoring} predictions taken from the cache")
-        if scoring == "likelihood":
-            cached = [json.loads(a) for a in answers]
-            table = np.asarray([c["scores"] for c in cached], dtype=np.float64)
-            choices = np.asarray([c["choice"] for c in cached], dtype=np.int64)
-            results[scoring] = score_likelihoods(bench.test, table, choices, bench.classes)
-        else:
-            results[scoring] = score(bench.test, answers, bench.classes)
-        if scoring != gen.parts[-1]:
-            eval_task.finish()
-    ev = combine_scorings(results)
-    values, metric_stats = score_plugins(
-        metrics, bench.test, ev.predictions, bench.classes, texts="generate" in gen.parts
-    )
-    ev.metrics.update(values)
-    ev.seconds = time.perf_counter() - t0
-    eval_task.finish()
-    if trained.adapter_dir is not None and config.trains:  # never rewrite a loaded adapter's card
-        update_card(
-            trained.adapter_dir,
-            benchmark={"name": bench.name, "fingerprint": bench.fingerprint},
-            metrics=ev.metrics,
-            prompt_hash=text_hash(prompt),
-            generation=gen.as_dict(),
-        )
-    row = {
-        "config_id": config.id,
-        "trainer": config.trainer,
-        "augmenter": config.augmenter if config.trains else "none",
-        "synthesizer": config.synthesizer if config.trains else "none",
-        "seed": config.seed,
-        "options": planned.options(),
-        "resolved": trained.resolved,
-        "synth_audit": synth_audit,
-        "balance": balance_info,
-        "metrics": ev.metrics,
-        "n_test": len(bench.test),
-        "n_train": len(train_set),
-        "trainable_params": trained.trainable_params,
-        "total_params": trained.total_params,
-        # a configuration that only loads a model (base, an adapter) did not train
-        "train_seconds": round(trained.train_seconds, 2) if config.trains else None,
-        "load_seconds": None if config.trains else round(trained.train_seconds, 2),
-        "eval_seconds": round(ev.seconds, 2),
-        "adapter_dir": str(trained.adapter_dir) if trained.adapter_dir else None,
-        "chat_template_hash": text_hash(template),
-        "adapter_hash": adapter_hash,
-        "prediction_cache_key": keys[gen.parts[0]],
-        **({"prediction_cache_keys": keys} if len(keys) > 1 else {}),
-        "history": trained.history,
-        "fast_paths": eval_fast_paths(trained.model, merged),
-        "metric_stats": metric_stats,
-        "predictions": ev.predictions,
-    }
-    del trained
-    return row
-
-
-__all__ = ["BenchResult", "ModelSpec", "NullProgress", "ProgressSink", "run_bench"]
+__all__ = [
+    "BenchResult",
+    "ModelSpec",
+    "NullProgress",
+    "ProgressSink",
+    "Task",
+    "run_bench",
+    "run_configuration",
+]

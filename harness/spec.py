@@ -82,6 +82,11 @@ class BenchSpec:
     balance: str | None = None  # "max", "median" or a per-class count; replaces aug_copies
     scoring: str = "generate"  # generate | likelihood | both (harness.evaluation.generate)
     decoding: str = "auto"  # auto | plain | static | compiled (harness.model.gpu_eval)
+    # where configurations run (harness.execution): serial | local | ray
+    executor: str = "serial"
+    workers: int | None = None  # local: worker processes (default: one per visible GPU, else 1)
+    address: str | None = None  # ray: an existing cluster's address (default: start one here)
+    gpus_per_config: float | None = None  # ray: GPUs per configuration (default 1 on GPU, else 0)
 
     def configurations(self, fixed: frozenset[str] = frozenset({"base"})) -> list[Configuration]:
         """Base once, then each other trainer that does not train (``fixed``, e.g. ``adapter``)

@@ -70,3 +70,39 @@ def set_torch_threads(threads: int | None) -> None:
 
     cores = os.cpu_count() or 1
     torch.set_num_threads(threads or (1 if cores <= 2 else min(8, cores // 2)))
+
+
+def executor_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Where `bench` runs configurations: --executor, --workers, --address, --gpus-per-config."""
+    for option in reversed(
+        [
+            click.option(
+                "--executor",
+                type=click.Choice(["serial", "local", "ray"]),
+                default="serial",
+                show_default=True,
+                help="serial: one after another here; local: one worker process per visible "
+                "GPU (--workers N on CPU); ray: one Ray task per configuration (extra "
+                "cxr-harness[ray]). Only this process writes the store.",
+            ),
+            click.option(
+                "--workers",
+                type=click.IntRange(min=1),
+                default=None,
+                help="--executor local: worker processes (default: one per visible GPU, else 1).",
+            ),
+            click.option(
+                "--address",
+                default=None,
+                help="--executor ray: address of a running Ray cluster (default: start Ray here).",
+            ),
+            click.option(
+                "--gpus-per-config",
+                type=click.FloatRange(min=0),
+                default=None,
+                help="--executor ray: GPUs each configuration asks for (default 1 on GPU, else 0).",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command

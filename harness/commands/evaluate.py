@@ -50,6 +50,20 @@ from harness.core.errors import HarnessError
     show_default=True,
     help="Also compare merged vs unmerged greedy answers on the first N test images.",
 )
+@click.option(
+    "--executor",
+    type=click.Choice(["serial", "local"]),
+    default="serial",
+    show_default=True,
+    help="local: data-parallel evaluation, each worker process answers one slice of the test "
+    "split (one per visible GPU, or --workers N); the merged predictions equal a serial run's.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="--executor local: worker processes (default: one per visible GPU, else 1).",
+)
 def evaluate_cmd(
     model,
     revision,
@@ -63,6 +77,8 @@ def evaluate_cmd(
     threads,
     out,
     merge_parity,
+    executor,
+    workers,
 ) -> None:
     """Evaluate a model (optionally with an adapter) on a benchmark's test split.
 
@@ -105,6 +121,8 @@ def evaluate_cmd(
             scoring=scoring,
             decoding=decoding,
             metrics=tuple(m for v in metrics for m in v.split(",") if m) or DEFAULT_METRICS,
+            executor=executor,
+            workers=workers,
         )
         registry = make_registry()
         plan = make_plan(spec, registry)

@@ -23,6 +23,18 @@ def _non_default(component: Any) -> str:
     return ", ".join(items) or "(defaults)"
 
 
+def _executor(spec: Any) -> str:
+    """The executor and its settings, as `--dry-run` shows them."""
+    if spec.executor == "local":
+        workers = spec.workers if spec.workers is not None else "one per visible GPU, else 1"
+        return f"local (workers: {workers})"
+    if spec.executor == "ray":
+        address = spec.address or "a local Ray instance"
+        gpus = spec.gpus_per_config if spec.gpus_per_config is not None else "1 on GPU, else 0"
+        return f"ray on {address} (GPUs per configuration: {gpus})"
+    return "serial (one configuration after another, in this process)"
+
+
 def finished_configs(plan: Plan, registry: Registry) -> set[str]:
     """Ids of the plan's configurations already finished in ``--out`` (empty for a new run)."""
     from harness.benchmarks import load_benchmark
@@ -65,4 +77,5 @@ def print_plan(plan: Plan, registry: Registry) -> None:
         status = "finished (skipped with --resume)" if planned.config.id in done else "to run"
         table.add_row(planned.config.id, str(planned.config.seed), "\n".join(parts), status)
     console.print(table)
+    console.print(f"Executor: {_executor(spec)}")
     console.print(f"Output folder: {spec.out} (nothing was written: --dry-run)")

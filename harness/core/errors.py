@@ -38,3 +38,7 @@ class BackendUnavailableError(HarnessError):
 
 class SynthesisError(HarnessError):
     """A synthesizer could not produce text (missing key, service failure)."""
+
+
+class ExecutionError(HarnessError):
+    """Some configurations of a grid failed; the others finished and are saved."""

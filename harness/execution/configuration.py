@@ -1,0 +1,295 @@
+"""One configuration, start to finish: build its train set, train (or load), evaluate, score.
+
+The driver runs it in process (serial) and every worker runs the same function (local, ray): it
+writes only into the configuration's own ``runs/`` folder and reads/writes predictions through a
+:class:`PredictionCache`, which is the store itself in process and a recording cache in workers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from harness.components import Metric, TrainContext
+from harness.data.benchmark import Benchmark
+from harness.evaluation.generate import GenerationConfig, evaluate, generate_answers, score
+from harness.evaluation.likelihood import label_loglikelihoods, score_likelihoods
+from harness.evaluation.result import combine_scorings
+from harness.evaluation.scoring import score_plugins
+from harness.model.adapters import update_card
+from harness.model.decoding import warm_up
+from harness.model.gpu_eval import eval_fast_paths, evaluation_model
+from harness.model.loading import weights_hash
+from harness.model.prompts import text_hash
+from harness.plan import PlannedConfig
+from harness.results.provenance import chat_template_of
+from harness.results.store import prediction_cache_key
+from harness.spec import BenchSpec
+from harness.training.balance import balance, parse_policy
+from harness.training.trainset import attach_texts, augment
+
+
+class Task(Protocol):
+    def advance(self, n: int = 1) -> None: ...
+    def update(
+        self, completed: int, total: int | None = None, loss: float | None = None
+    ) -> None: ...
+    def finish(self) -> None: ...
+
+
+class ProgressSink(Protocol):
+    """Where the runner reports progress; the CLI renders it with Rich."""
+
+    def start(self, description: str, total: int) -> Task: ...
+    def note(self, message: str) -> None: ...
+
+
+class NullTask:
+    def advance(self, n: int = 1) -> None:
+        pass
+
+    def update(self, completed: int, total: int | None = None, loss: float | None = None) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+class NullProgress:
+    def start(self, description: str, total: int) -> Task:
+        return NullTask()
+
+    def note(self, message: str) -> None:
+        pass
+
+
+class PredictionCache(Protocol):
+    """Predictions by cache key (``ResultsStore`` is one)."""
+
+    def get_cached_predictions(
+        self, cache_key: str, sample_ids: Sequence[str] | None = None
+    ) -> list[str] | None: ...
+    def put_cached_predictions(
+        self, cache_key: str, answers: Sequence[str], sample_ids: Sequence[str] | None = None
+    ) -> None: ...
+
+
+def _predict(
+    trained: Any, bench: Benchmark, prompt: str, gen: GenerationConfig, on_batch: Any
+) -> list[str]:
+    """Generated answers, or (likelihood scoring) each image's label log-likelihoods as JSON."""
+    images, prompts = [s.image for s in bench.test], [prompt] * len(bench.test)
+    if gen.scoring == "likelihood":
+        table, choices = label_loglikelihoods(
+            trained.model,
+            trained.processor,
+            images,
+            prompts,
+            bench.classes,
+            gen.batch_size,
+            on_batch,
+        )
+        return [
+            json.dumps({"choice": int(c), "scores": [round(float(v), 6) for v in row]})
+            for row, c in zip(table, choices, strict=True)
+        ]
+    return generate_answers(trained.model, trained.processor, images, prompts, gen, on_batch)
+
+
+def audit_summary(train_set: list) -> dict[str, Any]:
+    """Audit the training texts: overall uniqueness and cross-class keyword share."""
+    from harness.text.audit import audit_texts
+
+    texts: dict[str, list[str]] = {}
+    for s in train_set:
+        texts.setdefault(s.label, []).append(s.report)
+    audit = audit_texts(texts)
+    return {"per_class": audit}
+
+
+def train_or_load(
+    spec: BenchSpec,
+    planned: PlannedConfig,
+    bench: Benchmark,
+    prompt: str,
+    gen: GenerationConfig,
+    out: Path,
+    train_set: list,
+    progress: ProgressSink,
+) -> Any:
+    """The configuration's trainer on ``train_set`` (or its model loaded), in ``out/runs/``."""
+    config = planned.config
+    stage = "train" if config.trains else "load model"
+    train_task = progress.start(f"[{config.id}] {stage}", 1)
+    workdir = out / "runs" / config.id.replace("@", "_").replace("+", "_")
+    workdir.mkdir(parents=True, exist_ok=True)
+    val_set = [s.with_(prompt=prompt) for s in bench.val]
+    context = TrainContext(
+        classes=bench.classes,
+        prompt=prompt,
+        evaluate=lambda model, processor, samples: evaluate(
+            model, processor, samples, prompt, bench.classes, gen
+        ),
+        progress=lambda step, total, loss=None: train_task.update(step, total, loss),
+    )
+    trained = planned.trainer.train(spec.model, train_set, val_set, workdir, context)
+    train_task.finish()
+    return trained
+
+
+def prediction_key(
+    trained: Any, bench: Benchmark, prompt: str, gen: GenerationConfig, base_hash: str
+) -> tuple[str, str, str]:
+    """(prediction cache key, adapter hash, chat template) of a trained or loaded model."""
+    template = chat_template_of(trained.processor)
+    adapter_hash = weights_hash(trained.adapter_dir) if trained.adapter_dir else ""
+    key = prediction_cache_key(
+        base_hash,
+        adapter_hash,
+        bench.fingerprint,
+        text_hash(prompt),
+        text_hash(template),
+        gen.as_dict(),
+    )
+    return key, adapter_hash, template
+
+
+def predict_slice(
+    trained: Any, bench: Benchmark, prompt: str, gen: GenerationConfig, start: int, stop: int
+) -> list[str]:
+    """Answers for ``bench.test[start:stop]`` (one shard of a data-parallel evaluation)."""
+    shard = dataclasses.replace(bench, test=bench.test[start:stop])
+    with evaluation_model(trained.model, gen):
+        return _predict(trained, shard, prompt, gen, lambda n=1: None)
+
+
+def run_configuration(
+    spec: BenchSpec,
+    planned: PlannedConfig,
+    bench: Benchmark,
+    prompt: str,
+    gen: GenerationConfig,
+    out: Path,
+    progress: ProgressSink,
+    store: PredictionCache,
+    base_hash: str,
+    metrics: Sequence[Metric] = (),
+) -> dict[str, Any]:
+    comps, config = planned.components, planned.config
+    train_set = []
+    synth_audit: dict[str, Any] = {}
+    balance_info: dict[str, Any] | None = None
+    if config.trains:
+        task = progress.start(f"[{config.id}] build train set", 2)
+        train_set = attach_texts(bench.train, comps["synthesizer"], config.seed, prompt)
+        synth_audit = audit_summary(train_set)
+        task.advance()
+        if spec.balance is not None:
+            train_set, counts = balance(
+                train_set, parse_policy(spec.balance), comps["augmenter"], config.seed
+            )
+            balance_info = {"policy": spec.balance, "counts": counts}
+        else:
+            train_set = augment(train_set, comps["augmenter"], spec.aug_copies, config.seed)
+        task.advance()
+        task.finish()
+    trained = train_or_load(spec, planned, bench, prompt, gen, out, train_set, progress)
+    template = chat_template_of(trained.processor)
+    adapter_hash = weights_hash(trained.adapter_dir) if trained.adapter_dir else ""
+    ids = [s.id for s in bench.test]
+    t0 = time.perf_counter()
+    results, keys = {}, {}
+    merged = False
+    for scoring in gen.parts:  # both: a cache entry per half, shared with one-scoring runs
+        part = gen.part(scoring)
+        keys[scoring] = cache_key = prediction_cache_key(
+            base_hash,
+            adapter_hash,
+            bench.fingerprint,
+            text_hash(prompt),
+            text_hash(template),
+            part.as_dict(),
+        )
+        title = f"[{config.id}] evaluate" + (f" ({scoring})" if len(gen.parts) > 1 else "")
+        answers = store.get_cached_predictions(cache_key, ids)
+        if answers is None:
+            with evaluation_model(trained.model, part) as merged_now:
+                merged = merged or merged_now
+                if part.scoring == "generate" and part.decoding == "compiled":
+                    warm = progress.start(f"[{config.id}] compile warm-up", 1)
+                    warm_up(
+                        trained.model,
+                        trained.processor,
+                        bench.test[0].image,
+                        prompt,
+                        part,
+                        len(bench.test),
+                    )
+                    warm.finish()
+                eval_task = progress.start(title, len(bench.test))
+                answers = _predict(trained, bench, prompt, part, eval_task.advance)
+            store.put_cached_predictions(cache_key, answers, ids)
+        else:
+            eval_task = progress.start(title, len(bench.test))
+            progress.note(f"[{config.id}] {scoring} predictions taken from the cache")
+        if scoring == "likelihood":
+            cached = [json.loads(a) for a in answers]
+            table = np.asarray([c["scores"] for c in cached], dtype=np.float64)
+            choices = np.asarray([c["choice"] for c in cached], dtype=np.int64)
+            results[scoring] = score_likelihoods(bench.test, table, choices, bench.classes)
+        else:
+            results[scoring] = score(bench.test, answers, bench.classes)
+        if scoring != gen.parts[-1]:
+            eval_task.finish()
+    ev = combine_scorings(results)
+    values, metric_stats = score_plugins(
+        metrics, bench.test, ev.predictions, bench.classes, texts="generate" in gen.parts
+    )
+    ev.metrics.update(values)
+    ev.seconds = time.perf_counter() - t0
+    eval_task.finish()
+    if trained.adapter_dir is not None and config.trains:  # never rewrite a loaded adapter's card
+        update_card(
+            trained.adapter_dir,
+            benchmark={"name": bench.name, "fingerprint": bench.fingerprint},
+            metrics=ev.metrics,
+            prompt_hash=text_hash(prompt),
+            generation=gen.as_dict(),
+        )
+    row = {
+        "config_id": config.id,
+        "trainer": config.trainer,
+        "augmenter": config.augmenter if config.trains else "none",
+        "synthesizer": config.synthesizer if config.trains else "none",
+        "seed": config.seed,
+        "options": planned.options(),
+        "resolved": trained.resolved,
+        "synth_audit": synth_audit,
+        "balance": balance_info,
+        "metrics": ev.metrics,
+        "n_test": len(bench.test),
+        "n_train": len(train_set),
+        "trainable_params": trained.trainable_params,
+        "total_params": trained.total_params,
+        # a configuration that only loads a model (base, an adapter) did not train
+        "train_seconds": round(trained.train_seconds, 2) if config.trains else None,
+        "load_seconds": None if config.trains else round(trained.train_seconds, 2),
+        "eval_seconds": round(ev.seconds, 2),
+        "adapter_dir": str(trained.adapter_dir) if trained.adapter_dir else None,
+        "chat_template_hash": text_hash(template),
+        "adapter_hash": adapter_hash,
+        "prediction_cache_key": keys[gen.parts[0]],
+        **({"prediction_cache_keys": keys} if len(keys) > 1 else {}),
+        "history": trained.history,
+        "fast_paths": eval_fast_paths(trained.model, merged),
+        "metric_stats": metric_stats,
+        "predictions": ev.predictions,
+    }
+    del trained
+    return row
