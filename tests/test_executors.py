@@ -101,16 +101,23 @@ def test_ray_tasks_match_serial_and_get_one_gpu_each(serial: list, tmp_path: Pat
 
 
 def _wait_for_training(out: Path, timeout: float = 600) -> tuple[str, int]:
-    """(configuration, worker pid) of the first configuration a worker starts training."""
+    """(configuration, worker pid) of a worker that is training a configuration it has not
+    finished, once some other configuration has finished."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if (out / "events.jsonl").is_file():
             events = read_events(out)
             pids = {e["worker"]: e["pid"] for e in events if e.get("stage") == "start"}
-            finished = sum(e["event"] == "config_finished" for e in events)
-            for e in events:
-                if e["event"] == "worker_stage" and e["stage"] == "train" and finished >= 1:
-                    return e["config"], pids[e["worker"]]
+            finished = {e["config"] for e in events if e["event"] == "config_finished"}
+            current = {e["worker"]: e["config"] for e in events if e.get("stage") == "start"}
+            training = {
+                (e["worker"], e["config"])
+                for e in events
+                if e["event"] == "worker_stage" and e["stage"] == "train"
+            }
+            for worker, config in current.items():
+                if finished and config not in finished and (worker, config) in training:
+                    return config, pids[worker]
         time.sleep(0.2)
     raise AssertionError("no worker started training a second configuration")
 
