@@ -108,7 +108,14 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--out-json", type=Path, required=True)
     ap.add_argument("--cases", default="new-cold,new-warm,old,eval-new,eval-old")
+    ap.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        help="start no case after this many seconds (the JSON so far is always on disk)",
+    )
     args = ap.parse_args()
+    started = time.perf_counter()
     import torch
 
     work = Path(tempfile.mkdtemp(prefix="user-cmds-"))
@@ -123,6 +130,29 @@ def main() -> None:
         env.pop(var, None)
     base = ["bench", "--model", str(model), *BENCH]
     records: list[dict] = []
+    props = torch.cuda.get_device_properties(0)
+    meta = {
+        "card": props.name,
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "torch": torch.__version__,
+        "model": "Qwen2.5-VL-3B architecture, random weights (perf/qwen3b.py)",
+    }
+
+    def save() -> None:  # after every case, atomically: a run cut short keeps what it measured
+        args.out_json.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out_json.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"meta": meta, "cases": records}, indent=2) + "\n")
+        os.replace(tmp, args.out_json)
+
+    def go(name: str, cmd: list[str]) -> dict | None:
+        if args.budget_s is not None and time.perf_counter() - started > args.budget_s:
+            print(f"== {name}: not started (past --budget-s {args.budget_s:.0f})", flush=True)
+            return None
+        rec = run(name, cmd, work / name, env)
+        records.append(rec)
+        save()
+        return rec
+
     wanted = args.cases.split(",")
     adapter = None
     plan = [
@@ -132,26 +162,16 @@ def main() -> None:
     ]
     for name, cmd in plan:
         if name in wanted:
-            rec = run(name, cmd, work / name, env)
-            records.append(rec)
-            if name == "new-warm" and rec["rc"] == 0:
-                adapter = next(r["adapter_dir"] for r in rec["rows"] if r["adapter_dir"])
+            rec = go(name, cmd)
+            if rec and rec["rc"] == 0 and rec["rows"] and adapter is None:
+                adapter = next((r["adapter_dir"] for r in rec["rows"] if r["adapter_dir"]), None)
     for name, extra in (("eval-new", []), ("eval-old", OLD)):
         if name in wanted and adapter:
-            cmd = ["eval", "--model", str(model), "--adapter", adapter, *extra]
-            records.append(run(name, cmd, work / name, env))
+            go(name, ["eval", "--model", str(model), "--adapter", adapter, *extra])
     for name, extra in (("eval-base-old", OLD), ("eval-base-new", [])):
         if name in wanted:
-            records.append(run(name, ["eval", "--model", str(model), *extra], work / name, env))
-    props = torch.cuda.get_device_properties(0)
-    meta = {
-        "card": props.name,
-        "date": time.strftime("%Y-%m-%d", time.gmtime()),
-        "torch": torch.__version__,
-        "model": "Qwen2.5-VL-3B architecture, random weights (perf/qwen3b.py)",
-    }
-    args.out_json.parent.mkdir(parents=True, exist_ok=True)
-    args.out_json.write_text(json.dumps({"meta": meta, "cases": records}, indent=2) + "\n")
+            go(name, ["eval", "--model", str(model), *extra])
+    save()
     print(json.dumps({"meta": meta, "cases": records}, indent=1))
 
 

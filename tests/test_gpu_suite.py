@@ -23,12 +23,21 @@ pytestmark = pytest.mark.gpu
 
 STEPS = "3"
 NEW_TOKENS = "16"
-# bf16 logits of two exact-in-real-arithmetic paths differ by rounding only: at most this share
-# of the largest logit magnitude, at every step before the greedy tokens first differ.
+# bf16 logits of two exact-in-real-arithmetic paths differ by rounding only. The stated tolerance,
+# on max |Δlogit| / max |logit| at every step before the greedy tokens first differ: the larger of
+# 0.03 and twice the bf16 floor measured on the same inputs in the same test (the plain path
+# itself, batch 8 vs batch 1 of the same row: other GEMM shapes, other kernels, other rounding).
+# On random weights the logits are near-uniform (small max |logit|), which makes 0.03 strict.
 LOGIT_TOLERANCE = 0.03
+FLOOR_FACTOR = 2.0
+
+
+def _tolerance(floor: float) -> float:
+    return max(LOGIT_TOLERANCE, FLOOR_FACTOR * floor)
 
 
 def _unsloth_problem() -> str | None:
+    """Why unsloth cannot train here (imports it, which patches transformers: call it last)."""
     if importlib.util.find_spec("unsloth") is None:
         return "unsloth is not installed"
     try:
@@ -97,24 +106,45 @@ def _logit_gap(model, processor, image, prompt, compiled: bool, steps: int = 16)
     }
     with torch.inference_mode():
         plain = model.generate(**inputs, **common)
+        single = model.generate(**_first_row(inputs), **common)
         extra = {"cache_implementation": "static", "disable_compile": not compiled}
         if compiled:
             extra["compile_config"] = CompileConfig(fullgraph=False, dynamic=False)
         with decode_attention(model):
             fast = model.generate(**inputs, **common, **extra)
-    return _compare(plain, fast)
+    gap, agree = _compare(plain, fast)
+    floor, _ = _compare(plain, single)
+    return gap, agree, floor
+
+
+def _first_row(inputs) -> dict:
+    """The same batch cut to its first row (every row of these batches is the same prompt)."""
+    import torch
+
+    cut = {}
+    for key, value in inputs.items():
+        if key == "pixel_values":  # patches of 8 equal images, concatenated
+            value = value[: value.shape[0] // 8]
+        elif key == "image_grid_thw":
+            value = value[:1]
+        elif isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == 8:
+            value = value[:1]
+        cut[key] = value
+    return cut
 
 
 def _compare(a, b) -> tuple[float, int]:
-    """(max |Δlogit| / max |logit| over the steps before the first differing token, steps)."""
+    """(max |Δlogit| / max |logit| over the steps before the first differing token, steps).
+    When ``b`` holds fewer rows than ``a``, ``a``'s first rows are compared with them."""
 
     n = len(a.logits)
-    tokens_a, tokens_b = a.sequences[:, -n:], b.sequences[:, -n:]
+    rows = b.sequences.shape[0]
+    tokens_a, tokens_b = a.sequences[:rows, -n:], b.sequences[:, -n:]
     same = (tokens_a == tokens_b).all(dim=0).tolist()
     agree = same.index(False) if False in same else n
     worst = 0.0
     for step in range(max(agree, 1)):
-        la, lb = a.logits[step].float(), b.logits[step].float()
+        la, lb = a.logits[step][:rows].float(), b.logits[step].float()
         worst = max(worst, ((la - lb).abs().max() / la.abs().max()).item())
     return worst, agree
 
@@ -134,9 +164,12 @@ def loaded(model_dir: Path):
 
 def test_compiled_decoder_gives_the_plain_logits(loaded) -> None:
     model, processor, image, prompt = loaded
-    gap, agree = _logit_gap(model, processor, image, prompt, compiled=True)
-    print(f"compiled vs plain: max |Δlogit|/max|logit| {gap:.4g} over {agree} agreeing steps")
-    assert gap <= LOGIT_TOLERANCE and agree >= 4
+    gap, agree, floor = _logit_gap(model, processor, image, prompt, compiled=True)
+    print(
+        f"compiled vs plain: max |Δlogit|/max|logit| {gap:.4g} over {agree} agreeing steps; "
+        f"bf16 floor (plain, batch 8 vs 1) {floor:.4g}; tolerance {_tolerance(floor):.4g}"
+    )
+    assert gap <= _tolerance(floor) and agree >= 4
 
 
 def test_merged_adapter_gives_the_unmerged_logits(loaded) -> None:
@@ -169,17 +202,21 @@ def test_merged_adapter_gives_the_unmerged_logits(loaded) -> None:
         }
         with torch.inference_mode():
             unmerged = peft.generate(**inputs, **common)
+            single = peft.generate(**_first_row(inputs), **common)
             with merged_for_eval(peft) as merged:
                 assert merged
                 inside = peft.generate(**inputs, **common)
             with peft.disable_adapter():
                 base = peft.generate(**inputs, **common)
         gap, agree = _compare(unmerged, inside)
+        floor, _ = _compare(unmerged, single)
         adapter_effect, _ = _compare(unmerged, base)
         print(
-            f"merged vs unmerged: {gap:.4g} over {agree} steps; adapter effect {adapter_effect:.4g}"
+            f"merged vs unmerged: {gap:.4g} over {agree} steps; bf16 floor (unmerged, batch 8 "
+            f"vs 1) {floor:.4g}; tolerance {_tolerance(floor):.4g}; adapter effect "
+            f"{adapter_effect:.4g}"
         )
-        assert gap <= LOGIT_TOLERANCE and agree >= 4
+        assert gap <= _tolerance(floor) and agree >= 4
         assert adapter_effect > gap  # the adapter changes the logits more than merging does
     finally:
         peft.unload()
@@ -200,11 +237,23 @@ CASES = [
 def test_bench_trains_and_eval_adapter_reproduces_it(
     model_dir: Path, tmp_path: Path, trainer: str, backend: str
 ) -> None:
-    if backend == "unsloth" and (problem := _unsloth_problem()):
-        pytest.skip(problem)
     if trainer == "qlora":
         pytest.importorskip("bitsandbytes")
     out = tmp_path / "bench"
+    if backend == "unsloth" and importlib.util.find_spec("unsloth") is not None:
+        from cxr_harness_plugins.trainers.unsloth_backend import unsloth_conflict
+
+        if conflict := unsloth_conflict():  # refused before any work, naming the conflict
+            code, text = _cli(
+                ["bench", "--model", str(model_dir), "--trainer", trainer, "--no-base"]
+                + ["--out", str(out), "-o", "trainer.backend=unsloth"]
+            )
+            print(f"refused: {conflict}")
+            assert code == 2 and "declares it does not support" in text, text
+            assert not (out / "results.json").exists()
+            return
+    if backend == "unsloth" and (problem := _unsloth_problem()):
+        pytest.skip(problem)
     code, text = _cli(
         ["bench", "--model", str(model_dir), "--trainer", trainer, "--no-base", "--out", str(out)]
         + ["-o", f"trainer.max_steps={STEPS}", "-o", f"trainer.backend={backend}"]

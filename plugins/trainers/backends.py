@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 from typing import Any, NamedTuple
 
-from cxr_harness_plugins.trainers.unsloth_backend import unsloth_cannot_honour
+from cxr_harness_plugins.trainers.unsloth_backend import unsloth_cannot_honour, unsloth_conflict
 from harness.core.errors import BackendUnavailableError, OptionError
 from harness.model.loading import four_bit_unavailable
 
@@ -22,10 +22,16 @@ class BackendChoice(NamedTuple):
 
 
 def choose_backend(
-    opts: Any, peft_extra: dict[str, Any], *, cuda: bool, unsloth: bool
+    opts: Any,
+    peft_extra: dict[str, Any],
+    *,
+    cuda: bool,
+    unsloth: bool,
+    unsloth_conflict: str | None = None,
 ) -> BackendChoice:
     """Pick the backend from the options and the machine's facts (``cuda``: a CUDA GPU is
-    present; ``unsloth``: the package is installed). Typed errors name the option."""
+    present; ``unsloth``: the package is installed; ``unsloth_conflict``: why the installed
+    unsloth does not support the installed libraries, or None). Typed errors name the option."""
     dropped = unsloth_cannot_honour(opts, peft_extra)
     if opts.backend == "unsloth":
         if dropped:
@@ -40,7 +46,12 @@ def choose_backend(
             )
         if not unsloth:
             raise BackendUnavailableError(
-                "trainer.backend=unsloth: unsloth is not installed (pip install 'cxr-harness[gpu]')"
+                "trainer.backend=unsloth: unsloth is not installed (pip install unsloth)"
+            )
+        if unsloth_conflict:
+            raise BackendUnavailableError(
+                f"trainer.backend=unsloth: {unsloth_conflict}; use trainer.backend=hf "
+                "(or auto, which picks hf here)"
             )
         return BackendChoice("unsloth", "asked for (trainer.backend=unsloth)")
     if opts.backend == "hf":
@@ -51,6 +62,8 @@ def choose_backend(
         return BackendChoice("hf", "auto: unsloth is not installed")
     if dropped:
         return BackendChoice("hf", f"auto: unsloth cannot honour {', '.join(dropped)}")
+    if unsloth_conflict:
+        return BackendChoice("hf", f"auto: {unsloth_conflict}")
     return BackendChoice("unsloth", "auto: a CUDA GPU and unsloth are available")
 
 
@@ -58,11 +71,13 @@ def resolve_backend(opts: Any, peft_extra: dict[str, Any]) -> BackendChoice:
     """The choice on this machine; 4-bit without CUDA or bitsandbytes is a typed error."""
     import torch
 
+    installed = importlib.util.find_spec("unsloth") is not None
     choice = choose_backend(
         opts,
         peft_extra,
         cuda=torch.cuda.is_available(),
-        unsloth=importlib.util.find_spec("unsloth") is not None,
+        unsloth=installed,
+        unsloth_conflict=unsloth_conflict() if installed else None,
     )
     if opts.load_in_4bit:
         problem = four_bit_unavailable()

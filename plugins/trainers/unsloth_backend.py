@@ -1,12 +1,14 @@
 """The Unsloth backend (CUDA only): FastVisionModel, 4-bit, "unsloth" gradient checkpointing.
 
 ``load_unsloth`` imports unsloth only when ``resolve_backend`` picked this backend, so CPU
-installs never import it. ``unsloth_cannot_honour`` lists the options this backend would drop.
+installs never import it. ``unsloth_cannot_honour`` lists the options this backend would drop;
+``requirement_conflicts`` lists the installed packages whose versions the installed unsloth
+declares it does not support (it then patches a library it was not written for).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from harness.core.errors import BackendUnavailableError
@@ -31,6 +33,57 @@ def unsloth_cannot_honour(opts: Any, peft_extra: dict[str, Any]) -> list[str]:
     if opts.train_embeddings:
         dropped.append("trainer.train_embeddings=true")
     return dropped
+
+
+def requirement_conflicts(
+    requires: Iterable[str], installed: Callable[[str], str | None]
+) -> list[str]:
+    """Each requirement of ``requires`` (``Requires-Dist`` lines) that applies on this platform,
+    whose distribution is installed, and whose installed version (``installed(name)``) it
+    excludes, as ``"transformers<=5.17.0 (installed 5.23.0)"``. Extras are not looked at."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    conflicts = []
+    for line in requires:
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue
+        version = installed(req.name)
+        if (
+            version is not None
+            and req.specifier
+            and not req.specifier.contains(version, prereleases=True)
+        ):
+            conflicts.append(f"{req.name}{req.specifier} (installed {version})")
+    return conflicts
+
+
+def unsloth_conflict() -> str | None:
+    """Why the installed unsloth cannot be trusted here, or None (also when not installed)."""
+    from importlib import metadata
+
+    def installed(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    conflicts: list[str] = []
+    for dist in ("unsloth", "unsloth_zoo"):
+        if installed(dist) is None:
+            continue
+        for c in requirement_conflicts(metadata.requires(dist) or [], installed):
+            if c not in conflicts:
+                conflicts.append(c)
+    if not conflicts:
+        return None
+    return (
+        f"unsloth {installed('unsloth')} declares it does not support this environment: "
+        + "; ".join(conflicts)
+    )
 
 
 def _check_peft_config(model: Any, opts: Any, peft_extra: dict[str, Any]) -> None:
