@@ -8,7 +8,8 @@ Cases, in this order (a fresh compile cache first, so "cold" is cold):
   new-cold   harness bench --model DIR --trainer rslora --augmenter noise_rotate \
              -o trainer.max_steps=40
   new-warm   the same again (compile cache warm)
-  old        the same with --decoding plain --eval-batch-size 16 (the previous defaults)
+  old        the same with the previous defaults: --decoding plain --eval-batch-size 16, and
+             -o trainer.batch_size=2 -o trainer.grad_accum=4 -o trainer.gradient_checkpointing=false
   eval-new   harness eval --model DIR --adapter <new-warm's adapter> (warm)
   eval-old   the same with --decoding plain --eval-batch-size 16
   eval-base-old / eval-base-new   harness eval --model DIR (the base), previous / current defaults
@@ -28,7 +29,30 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 BENCH = ["--trainer", "rslora", "--augmenter", "noise_rotate", "-o", "trainer.max_steps=40"]
-OLD = ["--decoding", "plain", "--eval-batch-size", "16"]
+OLD_EVAL = ["--decoding", "plain", "--eval-batch-size", "16"]
+# the previous Qwen2.5-VL training defaults: the same 8 samples per step as 2 x 4, no checkpointing
+OLD_TRAIN = ["-o", "trainer.batch_size=2", "-o", "trainer.grad_accum=4"]
+OLD_TRAIN += ["-o", "trainer.gradient_checkpointing=false"]
+
+
+def outside(out: Path, started: float, ended: float) -> dict[str, float]:
+    """Seconds outside the stages: process start to ``run_started`` (imports, plan), from there
+    to the first stage (benchmark, model hash), between stages, and after the last to exit."""
+    from datetime import datetime
+
+    from harness.results.events import read_events
+
+    events = [(datetime.fromisoformat(e["t"]).timestamp(), e) for e in read_events(out)]
+    begun = next(t for t, e in events if e["event"] == "run_started")
+    starts = [(t, e) for t, e in events if e["event"] == "stage_started"]
+    ends = [(t, e) for t, e in events if e["event"] == "stage_finished"]
+    between = sum(max(0.0, s[0] - f[0]) for f, s in zip(ends, starts[1:], strict=False))
+    return {
+        "to_run_started": round(begun - started, 2),
+        "to_first_stage": round(starts[0][0] - begun, 2) if starts else None,
+        "between_stages": round(between, 2),
+        "after_last_stage_to_exit": round(ended - ends[-1][0], 2) if ends else None,
+    }
 
 
 def stages(out: Path) -> dict[str, float]:
@@ -71,7 +95,7 @@ class PeakMemory:
 
 def run(name: str, args: list[str], out: Path, env: dict[str, str]) -> dict:
     cmd = [sys.executable, "-m", "harness.cli", *args, "--out", str(out)]
-    t0 = time.perf_counter()
+    t0, clock0 = time.perf_counter(), time.time()
     with PeakMemory() as memory:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -84,6 +108,7 @@ def run(name: str, args: list[str], out: Path, env: dict[str, str]) -> dict:
     if proc.returncode == 0:
         rec["stages"] = stages(out)
         rec["outside_stages_s"] = round(wall - sum(rec["stages"].values()), 2)
+        rec["outside"] = outside(out, clock0, clock0 + wall)
         results = json.loads((out / "results.json").read_text())["results"]
         rec["rows"] = [
             {
@@ -158,17 +183,17 @@ def main() -> None:
     plan = [
         ("new-cold", base),
         ("new-warm", base),
-        ("old", base + OLD),
+        ("old", base + OLD_EVAL + OLD_TRAIN),
     ]
     for name, cmd in plan:
         if name in wanted:
             rec = go(name, cmd)
             if rec and rec["rc"] == 0 and rec["rows"] and adapter is None:
                 adapter = next((r["adapter_dir"] for r in rec["rows"] if r["adapter_dir"]), None)
-    for name, extra in (("eval-new", []), ("eval-old", OLD)):
+    for name, extra in (("eval-new", []), ("eval-old", OLD_EVAL)):
         if name in wanted and adapter:
             go(name, ["eval", "--model", str(model), "--adapter", adapter, *extra])
-    for name, extra in (("eval-base-old", OLD), ("eval-base-new", [])):
+    for name, extra in (("eval-base-old", OLD_EVAL), ("eval-base-new", [])):
         if name in wanted:
             go(name, ["eval", "--model", str(model), *extra])
     save()

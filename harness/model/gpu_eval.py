@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from harness.core.cache_dir import harness_cache_dir
+
 DECODING_CHOICES = ("auto", "plain", "static", "compiled")
 MAX_AUTO_BATCH = 128
 BATCH_MULTIPLE = 8
@@ -88,8 +90,7 @@ def compile_cache_dir() -> Path:
     given = os.environ.get(COMPILE_CACHE_ENV)
     if given:
         return Path(given).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "cxr-harness" / "compile"
+    return harness_cache_dir() / "compile"
 
 
 def configure_compile_cache() -> dict[str, str]:

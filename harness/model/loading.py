@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.core.errors import BackendUnavailableError, ModelError
+from harness.model.hashing import weights_hash
 
 TINY = "tiny"
 QWEN_3B = "Qwen/Qwen2.5-VL-3B-Instruct"
@@ -205,20 +205,6 @@ def load_base(
         model.to(device)
     model.eval()
     return model, processor
-
-
-def weights_hash(path: str | Path) -> str:
-    """A short hash of a checkpoint/adapter directory's safetensors files (for provenance)."""
-    digest = hashlib.sha256()
-    root = Path(path)
-    if not root.exists():
-        return ""
-    for f in sorted(root.glob("*.safetensors")):
-        digest.update(f.name.encode())
-        with f.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()[:16]
 
 
 def model_hash(spec: ModelSpec) -> str:

@@ -21,7 +21,7 @@ class EventLog:
     path: Path
 
     def record(self, event: str, **fields: Any) -> None:
-        line = {"t": datetime.now(UTC).isoformat(timespec="seconds"), "event": event, **fields}
+        line = {"t": datetime.now(UTC).isoformat(timespec="milliseconds"), "event": event, **fields}
         torn = (
             self.path.is_file() and self.path.stat().st_size > 0 and not _ends_in_newline(self.path)
         )
