@@ -33,6 +33,7 @@ from harness.exports import write_all
 from harness.exports.html_images import benchmark_source, thumbnails
 from harness.model.loading import ModelSpec, model_hash
 from harness.model.prompts import eval_prompt, text_hash
+from harness.model.shared_base import SharedBase
 from harness.plan import (
     Plan,
     PlannedConfig,
@@ -166,12 +167,12 @@ def _execute(
 
         failed: list[ConfigOutcome] = []
         if spec.executor == "serial":
+            shared = SharedBase()  # one compiled decoder for the base row and every adapter
             for job in jobs:
                 planned = plan.configs[job.index]
-                row = run_configuration(
-                    spec, planned, bench, prompt, gen, out, progress, store, base_hash, plan.metrics
-                )
-                save(row, job.key)
+                args = (bench, prompt, gen, out, progress, store, base_hash, plan.metrics)
+                save(run_configuration(spec, planned, *args, shared=shared), job.key)
+            shared.model = None
         else:
             view = GridView(len(jobs))
             progress.note(f"{spec.executor} executor: {len(jobs)} configurations")

@@ -222,50 +222,41 @@ def test_merged_adapter_gives_the_unmerged_logits(loaded) -> None:
         peft.unload()
 
 
-CASES = [
-    ("lora", "hf"),
-    ("rslora", "hf"),
-    ("dora", "hf"),
-    ("qlora", "hf"),
-    ("lora", "unsloth"),
-    ("rslora", "unsloth"),
-    ("qlora", "unsloth"),
-]
+HF_TRAINERS = ["lora", "rslora", "dora", "qlora"]
+UNSLOTH_TRAINERS = ["lora", "rslora", "qlora"]
 
 
-@pytest.mark.parametrize(("trainer", "backend"), CASES)
-def test_bench_trains_and_eval_adapter_reproduces_it(
-    model_dir: Path, tmp_path: Path, trainer: str, backend: str
-) -> None:
-    if trainer == "qlora":
-        pytest.importorskip("bitsandbytes")
-    out = tmp_path / "bench"
-    if backend == "unsloth" and importlib.util.find_spec("unsloth") is not None:
-        from cxr_harness_plugins.trainers.unsloth_backend import unsloth_conflict
-
-        if conflict := unsloth_conflict():  # refused before any work, naming the conflict
-            code, text = _cli(
-                ["bench", "--model", str(model_dir), "--trainer", trainer, "--no-base"]
-                + ["--out", str(out), "-o", "trainer.backend=unsloth"]
-            )
-            print(f"refused: {conflict}")
-            assert code == 2 and "declares it does not support" in text, text
-            assert not (out / "results.json").exists()
-            return
-    if backend == "unsloth" and (problem := _unsloth_problem()):
-        pytest.skip(problem)
+@pytest.fixture(scope="module")
+def hf_grid(model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """One ``harness bench`` of the base and every trainer on ``backend=hf``, as a user runs a
+    grid: LoRA, rsLoRA and DoRA are evaluated on the base row's compiled decoder."""
+    trainers = [t for t in HF_TRAINERS if t != "qlora" or importlib.util.find_spec("bitsandbytes")]
+    out = tmp_path_factory.mktemp("grid") / "bench"
     code, text = _cli(
-        ["bench", "--model", str(model_dir), "--trainer", trainer, "--no-base", "--out", str(out)]
-        + ["-o", f"trainer.max_steps={STEPS}", "-o", f"trainer.backend={backend}"]
+        ["bench", "--model", str(model_dir), "--out", str(out)]
+        + [arg for t in trainers for arg in ("--trainer", t)]
+        + ["-o", f"trainer.max_steps={STEPS}", "-o", "trainer.backend=hf"]
         + ["--max-new-tokens", NEW_TOKENS]
     )
     assert code == 0, text
-    (row,) = json.loads((out / "results.json").read_text())["results"]
-    assert row["resolved"]["backend"] == backend
+    rows = {r["trainer"]: r for r in json.loads((out / "results.json").read_text())["results"]}
+    return out, rows
+
+
+@pytest.mark.parametrize("trainer", HF_TRAINERS)
+def test_bench_trains_and_eval_adapter_reproduces_it(
+    model_dir: Path, hf_grid, tmp_path: Path, trainer: str
+) -> None:
+    if trainer == "qlora":
+        pytest.importorskip("bitsandbytes")
+    out, rows = hf_grid
+    row = rows[trainer]
+    assert row["resolved"]["backend"] == "hf"
     assert row["resolved"]["steps_run"] == int(STEPS)
     assert row["resolved"]["load_in_4bit"] is (trainer == "qlora")
-    merged = row["fast_paths"]["paths"]["merged_adapter"]["applied"]
-    assert merged is (trainer != "qlora")  # a 4-bit base is never merged
+    merged = row["fast_paths"]["paths"]["merged_adapter"]
+    assert merged["applied"] is (trainer != "qlora")  # a 4-bit base is never merged
+    assert merged["on_shared_base"] is (trainer != "qlora")  # one compiled decoder
     again = tmp_path / "eval"
     code, text = _cli(
         ["eval", "--model", str(model_dir), "--adapter", row["adapter_dir"], "--out", str(again)]
@@ -275,10 +266,49 @@ def test_bench_trains_and_eval_adapter_reproduces_it(
     assert "metrics match the run's record" in text
     (re_row,) = json.loads((again / "results.json").read_text())["results"]
     assert re_row["metrics"] == row["metrics"]
-    (first,) = _predictions(out).values()
+    first = _predictions(out)[row["config_id"]]
     (second,) = _predictions(again).values()
     assert second == first  # every answer, not only the metrics
     assert len(set(first)) > 1  # varied text: the comparison has teeth
+
+
+@pytest.mark.parametrize("trainer", UNSLOTH_TRAINERS)
+def test_unsloth_trains_or_is_refused_before_any_work(
+    model_dir: Path, tmp_path: Path, trainer: str
+) -> None:
+    """An unsloth that declares it does not support the installed libraries is refused (exit 2,
+    nothing written); one that supports them trains and its adapter re-evaluates exactly."""
+    if importlib.util.find_spec("unsloth") is None:
+        pytest.skip("unsloth is not installed")
+    if trainer == "qlora":
+        pytest.importorskip("bitsandbytes")
+    from cxr_harness_plugins.trainers.unsloth_backend import unsloth_conflict
+
+    out = tmp_path / "bench"
+    args = ["bench", "--model", str(model_dir), "--trainer", trainer, "--no-base"]
+    args += ["--out", str(out), "-o", "trainer.backend=unsloth", "-o", f"trainer.max_steps={STEPS}"]
+    args += ["--max-new-tokens", NEW_TOKENS]
+    if conflict := unsloth_conflict():
+        code, text = _cli(args)
+        print(f"refused: {conflict}")
+        assert code == 2 and "declares it does not support" in text, text
+        assert not (out / "results.json").exists() and not list(out.glob("runs/*/adapter"))
+        return
+    if problem := _unsloth_problem():
+        pytest.skip(problem)
+    code, text = _cli(args)
+    assert code == 0, text
+    (row,) = json.loads((out / "results.json").read_text())["results"]
+    assert row["resolved"]["backend"] == "unsloth"
+    again = tmp_path / "eval"
+    code, text = _cli(
+        ["eval", "--model", str(model_dir), "--adapter", row["adapter_dir"], "--out", str(again)]
+        + ["--max-new-tokens", NEW_TOKENS]
+    )
+    assert code == 0 and "metrics match the run's record" in text, text
+    (first,) = _predictions(out).values()
+    (second,) = _predictions(again).values()
+    assert second == first
 
 
 def test_dora_under_unsloth_is_refused_before_any_work(model_dir: Path, tmp_path: Path) -> None:

@@ -8,9 +8,11 @@ writes only into the configuration's own ``runs/`` folder and reads/writes predi
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,6 +29,7 @@ from harness.model.decoding import warm_up
 from harness.model.gpu_eval import eval_fast_paths, evaluation_model
 from harness.model.loading import weights_hash
 from harness.model.prompts import text_hash
+from harness.model.shared_base import SharedBase
 from harness.plan import PlannedConfig
 from harness.results.provenance import chat_template_of
 from harness.results.store import prediction_cache_key
@@ -81,13 +84,20 @@ class PredictionCache(Protocol):
 
 
 def _predict(
-    trained: Any, bench: Benchmark, prompt: str, gen: GenerationConfig, on_batch: Any
+    trained: Any,
+    bench: Benchmark,
+    prompt: str,
+    gen: GenerationConfig,
+    on_batch: Any,
+    model: Any = None,
 ) -> list[str]:
-    """Generated answers, or (likelihood scoring) each image's label log-likelihoods as JSON."""
+    """Generated answers, or (likelihood scoring) each image's label log-likelihoods as JSON,
+    of ``model`` (default: the trained one)."""
+    model = trained.model if model is None else model
     images, prompts = [s.image for s in bench.test], [prompt] * len(bench.test)
     if gen.scoring == "likelihood":
         table, choices = label_loglikelihoods(
-            trained.model,
+            model,
             trained.processor,
             images,
             prompts,
@@ -99,7 +109,32 @@ def _predict(
             json.dumps({"choice": int(c), "scores": [round(float(v), 6) for v in row]})
             for row, c in zip(table, choices, strict=True)
         ]
-    return generate_answers(trained.model, trained.processor, images, prompts, gen, on_batch)
+    return generate_answers(model, trained.processor, images, prompts, gen, on_batch)
+
+
+@contextmanager
+def _eval_model(
+    trained: Any, part: GenerationConfig, shared: SharedBase | None, share: bool
+) -> Iterator[tuple[Any, bool]]:
+    """(model to evaluate, merged?): the kept base with this adapter merged in place when
+    ``share`` (`harness.model.shared_base`), else the trained model as `evaluation_model` runs
+    it. When shared, the training copy is dropped first, so two bases never share the GPU."""
+    if share and shared is not None:
+        trained.model = None
+        gc.collect()
+        _empty_cuda_cache()
+        with shared.with_adapter(trained.adapter_dir) as model:
+            yield model, True
+        return
+    with evaluation_model(trained.model, part) as merged:
+        yield trained.model, merged
+
+
+def _empty_cuda_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def audit_summary(train_set: list) -> dict[str, Any]:
@@ -180,7 +215,11 @@ def run_configuration(
     store: PredictionCache,
     base_hash: str,
     metrics: Sequence[Metric] = (),
+    shared: SharedBase | None = None,
 ) -> dict[str, Any]:
+    """Train (or load) one configuration, evaluate it and return its results row. ``shared``:
+    the process's kept base (`harness.model.shared_base`): a base row under compiled decoding
+    leaves its model there, and later adapters of the run are evaluated on it."""
     comps, config = planned.components, planned.config
     train_set = []
     synth_audit: dict[str, Any] = {}
@@ -206,6 +245,14 @@ def run_configuration(
     t0 = time.perf_counter()
     results, keys = {}, {}
     merged = False
+    compiled = gen.parts == ["generate"] and gen.part("generate").decoding == "compiled"
+    share = (
+        shared is not None
+        and compiled
+        and config.trains
+        and shared.serves(trained.adapter_dir, base_hash)
+    )
+    evaluated = trained.model
     for scoring in gen.parts:  # both: a cache entry per half, shared with one-scoring runs
         part = gen.part(scoring)
         keys[scoring] = cache_key = prediction_cache_key(
@@ -219,12 +266,14 @@ def run_configuration(
         title = f"[{config.id}] evaluate" + (f" ({scoring})" if len(gen.parts) > 1 else "")
         answers = store.get_cached_predictions(cache_key, ids)
         if answers is None:
-            with evaluation_model(trained.model, part) as merged_now:
+            with _eval_model(trained, part, shared, share) as (evaluated, merged_now):
                 merged = merged or merged_now
+                if share:
+                    progress.note(f"[{config.id}] evaluated on the base's compiled decoder")
                 if part.scoring == "generate" and part.decoding == "compiled":
                     warm = progress.start(f"[{config.id}] compile warm-up", 1)
                     warm_up(
-                        trained.model,
+                        evaluated,
                         trained.processor,
                         bench.test[0].image,
                         prompt,
@@ -233,7 +282,7 @@ def run_configuration(
                     )
                     warm.finish()
                 eval_task = progress.start(title, len(bench.test))
-                answers = _predict(trained, bench, prompt, part, eval_task.advance)
+                answers = _predict(trained, bench, prompt, part, eval_task.advance, evaluated)
             store.put_cached_predictions(cache_key, answers, ids)
         else:
             eval_task = progress.start(title, len(bench.test))
@@ -262,6 +311,8 @@ def run_configuration(
             prompt_hash=text_hash(prompt),
             generation=gen.as_dict(),
         )
+    fast_paths = eval_fast_paths(shared.model if share and shared else trained.model, merged)
+    fast_paths["paths"]["merged_adapter"]["on_shared_base"] = share
     row = {
         "config_id": config.id,
         "trainer": config.trainer,
@@ -287,9 +338,11 @@ def run_configuration(
         "prediction_cache_key": keys[gen.parts[0]],
         **({"prediction_cache_keys": keys} if len(keys) > 1 else {}),
         "history": trained.history,
-        "fast_paths": eval_fast_paths(trained.model, merged),
+        "fast_paths": fast_paths,
         "metric_stats": metric_stats,
         "predictions": ev.predictions,
     }
+    if shared is not None and compiled and not config.trains and trained.model is not None:
+        shared.keep(trained.model, base_hash)  # the grid's adapters reuse its compiled decoder
     del trained
     return row

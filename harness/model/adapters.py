@@ -99,23 +99,31 @@ def check_adapter_dir(adapter_dir: Path) -> None:
         raise ModelError(f"--adapter {str(adapter_dir)!r} {what}")
 
 
+def attach_adapter(model: Any, adapter_dir: Path, adapter_dtype: str | None) -> Any:
+    """``model`` (a loaded base) wrapped in place with the saved adapter, its LoRA weights in
+    ``adapter_dtype`` (the dtype training ended with), in eval mode."""
+    import torch
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(model, str(adapter_dir))
+    if adapter_dtype:
+        dtype = getattr(torch, adapter_dtype)
+        for name, param in model.named_parameters():
+            if ("lora_A" in name or "lora_B" in name) and param.dtype != dtype:
+                param.data = param.data.to(dtype)
+    model.eval()
+    return model
+
+
 def load_with_adapter(spec: ModelSpec, adapter_dir: Path) -> tuple[Any, Any]:
     """Base model + a saved PEFT adapter, ready to evaluate, loaded as its run loaded them:
     a 4-bit run's base in 4-bit, prepared as for k-bit training (its other weights in fp32),
     and the adapter weights in the dtype training ended with."""
-    import torch
-    from peft import PeftModel, prepare_model_for_kbit_training
+    from peft import prepare_model_for_kbit_training
 
     check_adapter_dir(adapter_dir)
     load = check_base_loadable(adapter_dir)
     model, processor = load_base(spec, load_in_4bit=load.load_in_4bit)
     if load.load_in_4bit:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    model = PeftModel.from_pretrained(model, str(adapter_dir))
-    if load.adapter_dtype:
-        dtype = getattr(torch, load.adapter_dtype)
-        for name, param in model.named_parameters():
-            if ("lora_A" in name or "lora_B" in name) and param.dtype != dtype:
-                param.data = param.data.to(dtype)
-    model.eval()
-    return model, processor
+    return attach_adapter(model, adapter_dir, load.adapter_dtype), processor
