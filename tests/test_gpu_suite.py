@@ -239,6 +239,11 @@ def hf_grid(model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
         + ["--max-new-tokens", NEW_TOKENS]
     )
     assert code == 0, text
+    from harness.results.events import read_events
+
+    for e in read_events(out):  # the log shows what each stage cost (warm-ups in particular)
+        if e.get("event") == "stage_finished":
+            print(f"grid stage {e['stage']}: {e['seconds']} s")
     rows = {r["trainer"]: r for r in json.loads((out / "results.json").read_text())["results"]}
     return out, rows
 
