@@ -111,3 +111,27 @@ def test_what_is_not_shared(setup) -> None:
     other = SharedBase()
     other.keep(wrapped, "h")
     assert other.model is None  # a PEFT-wrapped model is never kept as the base
+
+
+def test_a_run_under_compiled_decoding_shares_the_kept_base(setup) -> None:
+    """The decision `run_configuration` makes: compiled generation of a trained adapter of the
+    kept base shares it; other decodings, scorings, bases and untrained rows do not."""
+    from harness.evaluation.generate import GenerationConfig
+    from harness.execution.configuration import shares_base
+
+    _, _, adapter, _ = setup
+    base, _ = load_base(SPEC)
+    shared = SharedBase()
+    shared.keep(base, "h")
+    compiled = GenerationConfig(decoding="compiled")
+    assert shares_base(shared, compiled, trains=True, adapter_dir=adapter, base_hash="h")
+    for gen in (
+        GenerationConfig(decoding="plain"),
+        GenerationConfig(decoding="static"),
+        GenerationConfig(decoding="compiled", scoring="both"),
+        GenerationConfig(scoring="likelihood"),
+    ):
+        assert not shares_base(shared, gen, trains=True, adapter_dir=adapter, base_hash="h")
+    assert not shares_base(shared, compiled, trains=False, adapter_dir=adapter, base_hash="h")
+    assert not shares_base(shared, compiled, trains=True, adapter_dir=adapter, base_hash="x")
+    assert not shares_base(None, compiled, trains=True, adapter_dir=adapter, base_hash="h")

@@ -12,7 +12,7 @@ import gc
 import json
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -112,22 +112,51 @@ def _predict(
     return generate_answers(model, trained.processor, images, prompts, gen, on_batch)
 
 
+def compiled_generation(gen: GenerationConfig) -> bool:
+    """Generation alone (no likelihood half), under compiled decoding."""
+    return tuple(gen.parts) == ("generate",) and gen.decoding == "compiled"
+
+
+def shares_base(
+    shared: SharedBase | None,
+    gen: GenerationConfig,
+    trains: bool,
+    adapter_dir: Path | None,
+    base_hash: str,
+) -> bool:
+    """Whether a trained configuration is evaluated on the kept base (`_eval_model`)."""
+    return (
+        shared is not None
+        and compiled_generation(gen)
+        and trains
+        and shared.serves(adapter_dir, base_hash)
+    )
+
+
 @contextmanager
 def _eval_model(
-    trained: Any, part: GenerationConfig, shared: SharedBase | None, share: bool
-) -> Iterator[tuple[Any, bool]]:
-    """(model to evaluate, merged?): the kept base with this adapter merged in place when
-    ``share`` (`harness.model.shared_base`), else the trained model as `evaluation_model` runs
-    it. When shared, the training copy is dropped first, so two bases never share the GPU."""
+    trained: Any, part: GenerationConfig, shared: SharedBase | None, share: bool, note: Any
+) -> Iterator[tuple[Any, bool, bool]]:
+    """(model to evaluate, merged?, on the kept base?): the kept base with this adapter merged in
+    place when ``share`` (`harness.model.shared_base`), else the trained model as
+    `evaluation_model` runs it. Once the adapter is on the kept base, the training copy is
+    dropped, so two bases never share the GPU; if attaching fails, the training copy is used."""
     if share and shared is not None:
-        trained.model = None
-        gc.collect()
-        _empty_cuda_cache()
-        with shared.with_adapter(trained.adapter_dir) as model:
-            yield model, True
-        return
+        stack = ExitStack()
+        try:
+            model = stack.enter_context(shared.with_adapter(trained.adapter_dir))
+        except Exception as exc:  # the run goes on, on the path that needs no kept base
+            stack.close()
+            note(f"not evaluated on the base's compiled decoder: {type(exc).__name__}: {exc}")
+        else:
+            with stack:
+                trained.model = None
+                gc.collect()
+                _empty_cuda_cache()
+                yield model, True, True
+            return
     with evaluation_model(trained.model, part) as merged:
-        yield trained.model, merged
+        yield trained.model, merged, False
 
 
 def _empty_cuda_cache() -> None:
@@ -245,13 +274,8 @@ def run_configuration(
     t0 = time.perf_counter()
     results, keys = {}, {}
     merged = False
-    compiled = gen.parts == ["generate"] and gen.part("generate").decoding == "compiled"
-    share = (
-        shared is not None
-        and compiled
-        and config.trains
-        and shared.serves(trained.adapter_dir, base_hash)
-    )
+    compiled = compiled_generation(gen)
+    share = shares_base(shared, gen, config.trains, trained.adapter_dir, base_hash)
     evaluated = trained.model
     for scoring in gen.parts:  # both: a cache entry per half, shared with one-scoring runs
         part = gen.part(scoring)
@@ -266,10 +290,11 @@ def run_configuration(
         title = f"[{config.id}] evaluate" + (f" ({scoring})" if len(gen.parts) > 1 else "")
         answers = store.get_cached_predictions(cache_key, ids)
         if answers is None:
-            with _eval_model(trained, part, shared, share) as (evaluated, merged_now):
-                merged = merged or merged_now
+            note = lambda text: progress.note(f"[{config.id}] {text}")  # noqa: E731
+            with _eval_model(trained, part, shared, share, note) as (evaluated, merged_now, on):
+                merged, share = merged or merged_now, on
                 if share:
-                    progress.note(f"[{config.id}] evaluated on the base's compiled decoder")
+                    note("evaluated on the base's compiled decoder")
                 if part.scoring == "generate" and part.decoding == "compiled":
                     warm = progress.start(f"[{config.id}] compile warm-up", 1)
                     warm_up(

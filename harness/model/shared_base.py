@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.core.errors import ExecutionError
 from harness.model.adapters import attach_adapter, base_load_of, read_card
 from harness.model.gpu_eval import is_quantized, merged_for_eval
 
@@ -67,7 +68,7 @@ class SharedBase:
                 param.requires_grad_(flag)
             with merged_for_eval(peft) as merged:
                 if not merged:
-                    raise RuntimeError(f"the adapter in {adapter_dir} did not merge")
+                    raise ExecutionError(f"the adapter in {adapter_dir} did not merge")
                 yield peft
         finally:
             with torch.no_grad():
@@ -79,4 +80,6 @@ class SharedBase:
             base.eval()
             left = [n for n, p in base.named_parameters() if id(p) not in weights]
             if left:
-                raise RuntimeError(f"taking the adapter off left parameters behind: {left[:3]}")
+                raise ExecutionError(
+                    f"taking the adapter off the kept base left parameters behind: {left[:3]}"
+                )
