@@ -119,6 +119,7 @@ def run(name: str, args: list[str], out: Path, env: dict[str, str]) -> dict:
                 "adapter_dir": r["adapter_dir"],
                 "steps_run": (r.get("resolved") or {}).get("steps_run"),
                 "merged": r["fast_paths"]["paths"]["merged_adapter"]["applied"],
+                "on_shared_base": r["fast_paths"]["paths"]["merged_adapter"].get("on_shared_base"),
             }
             for r in results
         ]

@@ -310,6 +310,7 @@ def run_configuration(
                 answers = _predict(trained, bench, prompt, part, eval_task.advance, evaluated)
             store.put_cached_predictions(cache_key, answers, ids)
         else:
+            share = False  # answered by the cache: no model of this run evaluated it
             eval_task = progress.start(title, len(bench.test))
             progress.note(f"[{config.id}] {scoring} predictions taken from the cache")
         if scoring == "likelihood":
