@@ -276,7 +276,6 @@ def run_configuration(
     merged = False
     compiled = compiled_generation(gen)
     share = shares_base(shared, gen, config.trains, trained.adapter_dir, base_hash)
-    evaluated = trained.model
     for scoring in gen.parts:  # both: a cache entry per half, shared with one-scoring runs
         part = gen.part(scoring)
         keys[scoring] = cache_key = prediction_cache_key(

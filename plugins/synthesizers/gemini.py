@@ -48,6 +48,7 @@ from pydantic import Field
 
 from harness import components
 from harness.core.atomic import write_text_atomic
+from harness.core.cache_dir import harness_cache_dir
 from harness.core.errors import SynthesisError
 from harness.hookspecs import hookimpl
 from harness.text.ontology import keywords_by_class, load_ontology
@@ -88,8 +89,7 @@ def api_key() -> str:
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "cxr-harness" / "gemini"
+    return harness_cache_dir() / "gemini"
 
 
 def cache_key(model: str, prompt: str, temperature: float, seed: int) -> str:
